@@ -1,0 +1,592 @@
+//! Filter configuration: serde structs that mirror the JSON exactly (`deny_unknown_fields`),
+//! validated and compiled into the runtime [`Config`] with its ring, or rejected with an error
+//! that names the field, the value and why.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+
+use crate::ring::{MAX_HOSTS, Ring};
+use crate::sticky::{CookieKey, HostTag};
+
+/// Ring points per unit of weight (see `bench/RESULTS.md` for how spread and memory trade).
+pub const DEFAULT_VNODES_PER_WEIGHT: u32 = 160;
+/// Upper bounds that keep the ring's build time and memory bounded whatever the config says.
+pub const MAX_VNODES_PER_WEIGHT: u32 = 4096;
+pub const MAX_WEIGHT: u32 = 1000;
+pub const MAX_RING_POINTS: u64 = 4_000_000;
+pub const MAX_CONFIG_HOSTS: usize = 10_000;
+/// HMAC-SHA256 keys shorter than the hash output weaken it (RFC 2104 §3).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Browsers cap `Max-Age` at 400 days (RFC 6265bis); a longer lifetime would be silently cut.
+pub const MAX_TTL_SECONDS: u64 = 400 * 24 * 3600;
+pub const MAX_FALLBACKS: u32 = 16;
+/// Largest session key taken from any source; longer values are bad input.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where: `hosts[2].address`, `sticky_cookie.secret`, or `config` for the whole document.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+// ---- the JSON document as written -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    hosts: Vec<RawHost>,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+    #[serde(default)]
+    sticky_cookie: Option<RawSticky>,
+    target: RawTarget,
+    #[serde(default)]
+    vnodes_per_weight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    address: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum RawSource {
+    Cookie {
+        name: String,
+    },
+    Jwt {
+        #[serde(default)]
+        claim: Option<String>,
+        #[serde(default)]
+        header: Option<String>,
+        #[serde(default)]
+        prefix: Option<String>,
+    },
+    Header {
+        name: String,
+    },
+    Query {
+        name: String,
+    },
+    SourceIp {},
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSticky {
+    name: String,
+    ttl_seconds: u64,
+    #[serde(default)]
+    idle_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    secure: Option<bool>,
+    #[serde(default)]
+    http_only: Option<bool>,
+    #[serde(default)]
+    same_site: Option<SameSite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    header: String,
+    #[serde(default)]
+    encoding: Option<Encoding>,
+    #[serde(default)]
+    fallbacks: Option<u32>,
+}
+
+// ---- the compiled runtime form ----------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// `ip:port`, as ORIGINAL_DST and the override_host policy read it.
+    Plain,
+    /// Standard base64 of `ip:port`, as `envoy.http.stateful_session.header` reads it.
+    Base64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Cookie {
+        name: String,
+    },
+    Jwt {
+        header: String,
+        prefix: String,
+        claim: String,
+    },
+    Header {
+        name: String,
+    },
+    Query {
+        name: String,
+    },
+    SourceIp,
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Cookie { .. } => "cookie",
+            Source::Jwt { .. } => "jwt",
+            Source::Header { .. } => "header",
+            Source::Query { .. } => "query",
+            Source::SourceIp => "source_ip",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Stable identity hashed onto the ring: the config `id`, else the address as written.
+    pub id: String,
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// `target.header` value naming this host alone, encoded once at configure time.
+    pub header_value: String,
+    /// Opaque tag naming this host inside sticky cookies (keyed by the cookie secret).
+    pub tag: Option<HostTag>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sticky {
+    pub name: String,
+    pub ttl_seconds: u64,
+    pub idle_timeout_seconds: Option<u64>,
+    pub key: CookieKey,
+    pub path: String,
+    pub domain: Option<String>,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: SameSite,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub header: String,
+    pub encoding: Encoding,
+    pub fallbacks: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Sorted by id, so a host's index (its ring index) does not depend on config order.
+    pub hosts: Vec<Host>,
+    pub ring: Ring,
+    pub sources: Vec<Source>,
+    pub sticky: Option<Sticky>,
+    pub target: Target,
+    pub vnodes_per_weight: u32,
+    /// `(tag, host index)` sorted by tag, for pinned lookups in O(log n).
+    tags: Vec<(HostTag, usize)>,
+}
+
+impl Config {
+    /// The host a sticky cookie's tag names, if it is still configured.
+    pub fn host_by_tag(&self, tag: HostTag) -> Option<usize> {
+        let i = self.tags.binary_search_by(|(t, _)| t.cmp(&tag)).ok()?;
+        self.tags.get(i).map(|&(_, host)| host)
+    }
+
+    /// Parses, validates and compiles a configuration. `env` reads the proxy's environment
+    /// (for `sticky_cookie.secret_env`).
+    pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        if json.iter().all(u8::is_ascii_whitespace) {
+            return Err(err(
+                "config",
+                "is empty; a JSON object with `hosts` and `target` is required",
+            ));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(json);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                err("config", format!("is not valid JSON: {inner}"))
+            } else {
+                let field = if path == "." { "config".to_owned() } else { path };
+                err(field, inner.to_string())
+            }
+        })?;
+        compile(raw, &env)
+    }
+}
+
+fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let vnodes = raw.vnodes_per_weight.unwrap_or(DEFAULT_VNODES_PER_WEIGHT);
+    if vnodes == 0 || vnodes > MAX_VNODES_PER_WEIGHT {
+        return Err(err(
+            "vnodes_per_weight",
+            format!("{vnodes} is out of range 1..={MAX_VNODES_PER_WEIGHT}"),
+        ));
+    }
+    let target = compile_target(raw.target)?;
+    let sticky = raw.sticky_cookie.map(|s| compile_sticky(s, env)).transpose()?;
+    let sources = raw
+        .sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| compile_source(i, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if sources.is_empty() && sticky.is_none() {
+        return Err(err(
+            "sources",
+            "is empty and no sticky_cookie is configured, so no request could ever stick to a host",
+        ));
+    }
+    let mut hosts = compile_hosts(raw.hosts, &target, sticky.as_ref())?;
+    hosts.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let total: u64 = hosts
+        .iter()
+        .map(|h| u64::from(h.weight) * u64::from(vnodes))
+        .sum();
+    if total > MAX_RING_POINTS {
+        return Err(err(
+            "hosts",
+            format!("total weight × vnodes_per_weight = {total} ring points, more than {MAX_RING_POINTS}"),
+        ));
+    }
+    // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
+    let ring = Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
+        .map_err(|e| err("hosts", e.to_string()))?;
+    let mut tags: Vec<_> = hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((h.tag?, i)))
+        .collect();
+    tags.sort_unstable();
+    Ok(Config {
+        hosts,
+        ring,
+        sources,
+        sticky,
+        target,
+        vnodes_per_weight: vnodes,
+        tags,
+    })
+}
+
+fn compile_hosts(
+    raw: Vec<RawHost>,
+    target: &Target,
+    sticky: Option<&Sticky>,
+) -> Result<Vec<Host>, ConfigError> {
+    if raw.is_empty() {
+        return Err(err("hosts", "is empty; at least one host is required"));
+    }
+    if raw.len() > MAX_CONFIG_HOSTS.min(MAX_HOSTS) {
+        return Err(err(
+            "hosts",
+            format!("{} hosts, at most {MAX_CONFIG_HOSTS} are supported", raw.len()),
+        ));
+    }
+    let mut addresses = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut tags = HashSet::new();
+    let mut hosts = Vec::with_capacity(raw.len());
+    for (i, h) in raw.into_iter().enumerate() {
+        let address = parse_address(&h.address)
+            .map_err(|why| err(format!("hosts[{i}].address"), format!("{:?} {why}", h.address)))?;
+        if !addresses.insert(address) {
+            return Err(err(
+                format!("hosts[{i}].address"),
+                format!("{:?} is listed twice", h.address),
+            ));
+        }
+        let id = match h.id {
+            Some(id) if id.trim().is_empty() || id.len() > 256 => {
+                return Err(err(
+                    format!("hosts[{i}].id"),
+                    format!("{id:?} must be 1 to 256 non-blank bytes"),
+                ));
+            }
+            Some(id) => id,
+            None => h.address.clone(),
+        };
+        if !ids.insert(id.clone()) {
+            return Err(err(
+                format!("hosts[{i}].id"),
+                format!("{id:?} is used by two hosts"),
+            ));
+        }
+        let weight = h.weight.unwrap_or(1);
+        if weight == 0 || weight > MAX_WEIGHT {
+            return Err(err(
+                format!("hosts[{i}].weight"),
+                format!("{weight} is not a positive integer up to {MAX_WEIGHT}"),
+            ));
+        }
+        let plain = address.to_string();
+        let header_value = match target.encoding {
+            Encoding::Plain => plain,
+            Encoding::Base64 => BASE64.encode(plain),
+        };
+        let tag = sticky.map(|s| s.key.host_tag(id.as_bytes()));
+        if let Some(tag) = tag
+            && !tags.insert(tag)
+        {
+            return Err(err(
+                format!("hosts[{i}].id"),
+                "cookie tag collides with another host's; pick another id",
+            ));
+        }
+        hosts.push(Host {
+            id,
+            address,
+            weight,
+            header_value,
+            tag,
+        });
+    }
+    Ok(hosts)
+}
+
+/// `ip:port` with a literal IPv4 or bracketed IPv6 address and a non-zero port.
+fn parse_address(s: &str) -> Result<SocketAddr, &'static str> {
+    let addr: SocketAddr = s.parse().map_err(|_| "is not ip:port (IPv6 as [addr]:port)")?;
+    if addr.port() == 0 {
+        return Err("has port 0");
+    }
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err("is not a unicast address");
+    }
+    Ok(addr)
+}
+
+/// HTTP header field names: RFC 9110 tokens, lowercase as Envoy stores them.
+fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || name.len() > 256 || !name.chars().all(is_tchar) {
+        return Err(err(field, format!("{name:?} is not a valid header name")));
+    }
+    let lower = name.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "host" | "content-length" | "transfer-encoding" | "connection" | "cookie"
+    ) {
+        return Err(err(field, format!("{name:?} cannot be used here")));
+    }
+    Ok(lower)
+}
+
+/// RFC 6265 cookie names are tokens.
+fn check_cookie_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || name.len() > 256 || !name.chars().all(is_tchar) {
+        return Err(err(
+            field,
+            format!("{name:?} is not a valid cookie name (RFC 6265 token)"),
+        ));
+    }
+    Ok(())
+}
+
+fn compile_target(raw: RawTarget) -> Result<Target, ConfigError> {
+    let header = check_header_name("target.header", &raw.header)?;
+    let encoding = raw.encoding.unwrap_or(Encoding::Plain);
+    let fallbacks = raw.fallbacks.unwrap_or(0);
+    if fallbacks > MAX_FALLBACKS {
+        return Err(err(
+            "target.fallbacks",
+            format!("{fallbacks} is more than {MAX_FALLBACKS}"),
+        ));
+    }
+    if fallbacks > 0 && (encoding != Encoding::Plain || header == "x-envoy-original-dst-host") {
+        return Err(err(
+            "target.fallbacks",
+            format!(
+                "{fallbacks} needs a header that takes a comma-separated list \
+                 (plain encoding, e.g. x-gateway-destination-endpoint); {header:?} takes one address"
+            ),
+        ));
+    }
+    Ok(Target {
+        header,
+        encoding,
+        fallbacks,
+    })
+}
+
+fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
+    let field = |name: &str| format!("sources[{i}].{name}");
+    Ok(match raw {
+        RawSource::Cookie { name } => {
+            check_cookie_name(&field("name"), &name)?;
+            Source::Cookie { name }
+        }
+        RawSource::Jwt {
+            claim,
+            header,
+            prefix,
+        } => {
+            let claim = claim.unwrap_or_else(|| "sub".to_owned());
+            if claim.is_empty() || claim.len() > 256 {
+                return Err(err(field("claim"), format!("{claim:?} must be 1 to 256 bytes")));
+            }
+            let header = match header {
+                Some(h) => check_header_name(&field("header"), &h)?,
+                None => "authorization".to_owned(),
+            };
+            let prefix = prefix.unwrap_or_else(|| "Bearer ".to_owned());
+            if prefix.len() > 64 || prefix.chars().any(|c| c.is_control()) {
+                return Err(err(
+                    field("prefix"),
+                    format!("{prefix:?} must be up to 64 printable characters"),
+                ));
+            }
+            Source::Jwt {
+                header,
+                prefix,
+                claim,
+            }
+        }
+        RawSource::Header { name } => Source::Header {
+            name: check_header_name(&field("name"), &name)?,
+        },
+        RawSource::Query { name } => {
+            if name.is_empty() || name.len() > 256 {
+                return Err(err(field("name"), format!("{name:?} must be 1 to 256 bytes")));
+            }
+            Source::Query { name }
+        }
+        RawSource::SourceIp {} => Source::SourceIp,
+    })
+}
+
+fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Result<Sticky, ConfigError> {
+    check_cookie_name("sticky_cookie.name", &raw.name)?;
+    if raw.ttl_seconds == 0 || raw.ttl_seconds > MAX_TTL_SECONDS {
+        return Err(err(
+            "sticky_cookie.ttl_seconds",
+            format!(
+                "{} is out of range 1..={MAX_TTL_SECONDS} (400 days)",
+                raw.ttl_seconds
+            ),
+        ));
+    }
+    if let Some(idle) = raw.idle_timeout_seconds
+        && (idle == 0 || idle > raw.ttl_seconds)
+    {
+        return Err(err(
+            "sticky_cookie.idle_timeout_seconds",
+            format!("{idle} is out of range 1..=ttl_seconds ({})", raw.ttl_seconds),
+        ));
+    }
+    let secret = match (raw.secret, raw.secret_env) {
+        (Some(s), None) => s,
+        (None, Some(var)) => env(&var).ok_or_else(|| {
+            err(
+                "sticky_cookie.secret_env",
+                format!("{var:?} is not set in the proxy's environment"),
+            )
+        })?,
+        (Some(_), Some(_)) => return Err(err("sticky_cookie", "set either secret or secret_env, not both")),
+        (None, None) => return Err(err("sticky_cookie", "needs secret or secret_env")),
+    };
+    if secret.len() < MIN_SECRET_BYTES {
+        // Never echo the secret itself.
+        return Err(err(
+            "sticky_cookie.secret",
+            format!(
+                "is {} bytes, at least {MIN_SECRET_BYTES} are required",
+                secret.len()
+            ),
+        ));
+    }
+    let path = raw.path.unwrap_or_else(|| "/".to_owned());
+    if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ';') {
+        return Err(err(
+            "sticky_cookie.path",
+            format!("{path:?} must start with / and contain no ; or controls"),
+        ));
+    }
+    if let Some(domain) = &raw.domain {
+        let ok = !domain.is_empty()
+            && domain.len() <= 253
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !ok {
+            return Err(err(
+                "sticky_cookie.domain",
+                format!("{domain:?} is not a domain name"),
+            ));
+        }
+    }
+    let secure = raw.secure.unwrap_or(true);
+    let same_site = raw.same_site.unwrap_or(SameSite::Lax);
+    if same_site == SameSite::None && !secure {
+        return Err(err(
+            "sticky_cookie.same_site",
+            "None requires secure: true (browsers drop it otherwise)",
+        ));
+    }
+    if raw.name.starts_with("__Secure-") && !secure {
+        return Err(err(
+            "sticky_cookie.name",
+            format!("{:?} requires secure: true", raw.name),
+        ));
+    }
+    if raw.name.starts_with("__Host-") && (!secure || path != "/" || raw.domain.is_some()) {
+        return Err(err(
+            "sticky_cookie.name",
+            format!("{:?} requires secure: true, path \"/\" and no domain", raw.name),
+        ));
+    }
+    Ok(Sticky {
+        name: raw.name,
+        ttl_seconds: raw.ttl_seconds,
+        idle_timeout_seconds: raw.idle_timeout_seconds,
+        key: CookieKey::new(secret.as_bytes()),
+        path,
+        domain: raw.domain,
+        secure,
+        http_only: raw.http_only.unwrap_or(true),
+        same_site,
+    })
+}

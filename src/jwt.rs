@@ -1,0 +1,158 @@
+//! Session keys from JWT claims. The payload is decoded, NOT verified: verification belongs to
+//! Envoy's `jwt_authn` filter or Istio's `RequestAuthentication`, which run before this filter.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+/// Tokens longer than this are rejected before any decoding (Envoy's tests use 10 KiB tokens).
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// base64url as RFC 7515 writes it, tolerating the padding some issuers add.
+const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtError {
+    TooLarge,
+    /// Not three dot-separated segments (JWE has five).
+    Segments,
+    Base64,
+    /// Payload not a JSON object, or a claim/`exp` given twice.
+    Json,
+    /// The claim is missing or not a string.
+    ClaimMissing,
+    ClaimNotString,
+    /// `exp` is not a number.
+    BadExp,
+    Expired,
+}
+
+impl JwtError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtError::TooLarge => "token too large",
+            JwtError::Segments => "not three segments",
+            JwtError::Base64 => "payload not base64url",
+            JwtError::Json => "payload not a JSON object",
+            JwtError::ClaimMissing => "claim missing",
+            JwtError::ClaimNotString => "claim not a string",
+            JwtError::BadExp => "exp not a number",
+            JwtError::Expired => "expired",
+        }
+    }
+}
+
+/// The token after `prefix` in an `Authorization`-style header value. `None` when the header
+/// does not carry this scheme (compared case-insensitively, as HTTP auth schemes are).
+pub fn token<'a>(header_value: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
+    let p = prefix.as_bytes();
+    let (head, rest) = (header_value.get(..p.len())?, header_value.get(p.len()..)?);
+    if !head.eq_ignore_ascii_case(p) {
+        return None;
+    }
+    let rest = rest.trim_ascii();
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// The string value of `claim` in the token's payload, if the token is well formed and its
+/// `exp` (when present) is after `now`.
+pub fn claim(token: &[u8], claim: &str, now: u64) -> Result<String, JwtError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(JwtError::TooLarge);
+    }
+    let mut parts = token.split(|&b| b == b'.');
+    let (Some(_header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Segments);
+    };
+    let json = B64URL.decode(payload).map_err(|_| JwtError::Base64)?;
+    let mut de = serde_json::Deserializer::from_slice(&json);
+    let found = Payload { claim }
+        .deserialize(&mut de)
+        .map_err(|_| JwtError::Json)?;
+    de.end().map_err(|_| JwtError::Json)?;
+    match found.exp {
+        Some(Exp::Number(exp)) if exp <= now as f64 => return Err(JwtError::Expired),
+        Some(Exp::Invalid) => return Err(JwtError::BadExp),
+        _ => {}
+    }
+    match found.value {
+        Some(ClaimValue::String(s)) => Ok(s),
+        Some(ClaimValue::Other) => Err(JwtError::ClaimNotString),
+        None => Err(JwtError::ClaimMissing),
+    }
+}
+
+enum ClaimValue {
+    String(String),
+    Other,
+}
+
+enum Exp {
+    Number(f64),
+    Invalid,
+}
+
+struct Found {
+    value: Option<ClaimValue>,
+    exp: Option<Exp>,
+}
+
+/// Reads one object, keeping only `claim` and `exp`; a duplicate of either is an error
+/// (RFC 7519 §4: a parser may reject duplicate names, and for routing it must not guess).
+struct Payload<'c> {
+    claim: &'c str,
+}
+
+impl<'de> DeserializeSeed<'de> for Payload<'_> {
+    type Value = Found;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Payload<'_> {
+    type Value = Found;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
+        let mut found = Found {
+            value: None,
+            exp: None,
+        };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.claim {
+                if found.value.is_some() {
+                    return Err(de::Error::custom("duplicate claim"));
+                }
+                let v: serde_json::Value = map.next_value()?;
+                found.value = Some(match v {
+                    serde_json::Value::String(s) => ClaimValue::String(s),
+                    _ => ClaimValue::Other,
+                });
+            } else if key == "exp" {
+                if found.exp.is_some() {
+                    return Err(de::Error::custom("duplicate exp"));
+                }
+                let v: serde_json::Value = map.next_value()?;
+                found.exp = Some(match v.as_f64() {
+                    Some(n) => Exp::Number(n),
+                    None => Exp::Invalid,
+                });
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}

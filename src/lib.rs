@@ -1,0 +1,14 @@
+//! session-router: session-aware routing for Envoy and Istio as a proxy-wasm HTTP filter.
+//!
+//! The pure core ([`config`], [`ring`], [`router`], [`sticky`], [`cookie`], [`jwt`], [`query`],
+//! [`murmur3`]) never calls proxy-wasm and is tested natively; [`filter`] is the host glue.
+
+pub mod config;
+pub mod cookie;
+pub mod filter;
+pub mod jwt;
+pub mod murmur3;
+pub mod query;
+pub mod ring;
+pub mod router;
+pub mod sticky;

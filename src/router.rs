@@ -1,0 +1,244 @@
+//! The routing decision: sticky cookie, else the first source with a key, else a new session.
+//! Pure: the request is read through [`RequestView`], time and randomness are passed in.
+
+use crate::config::{Config, MAX_KEY_BYTES, Source};
+use crate::murmur3::{hash64, murmur3_x64_128};
+use crate::sticky::{self, Claims, Policy, Rejection};
+use crate::{cookie, jwt, query};
+
+/// At most this many sticky cookies of our name are tried per request.
+const MAX_STICKY_CANDIDATES: usize = 4;
+/// A sliding cookie is re-issued once this fraction (1/N) of the idle timeout has passed.
+const REFRESH_FRACTION: u64 = 4;
+
+/// What the router reads of a request. Header names are lowercase, as Envoy stores them.
+pub trait RequestView {
+    /// Every value of header `name`, in order (a header may repeat).
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a;
+    /// The downstream client address, `ip:port` or `[ip6]:port`.
+    fn source_address(&self) -> Option<String>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A valid sticky cookie named a host that can serve.
+    Pinned,
+    /// A valid sticky cookie named a host that cannot serve; moved to its ring successor.
+    Failover,
+    /// Source `sources[i]` yielded the key.
+    Hashed(usize),
+    /// No key: a fresh random session id picked the host.
+    New,
+}
+
+/// Bad input seen while deciding; each was treated as absent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rejections {
+    pub cookie: Option<Rejection>,
+    pub jwt: Option<jwt::JwtError>,
+    /// Other sources' bad input: conflicting duplicates, bad percent-encoding, oversized keys.
+    pub other: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Index into `Config::hosts`.
+    pub host: usize,
+    pub kind: Kind,
+    /// Where on the ring the session sits (hash of its key or id).
+    pub point: u64,
+    /// `Set-Cookie` value to send back, when a sticky cookie must be issued or refreshed.
+    pub set_cookie: Option<String>,
+    pub rejected: Rejections,
+}
+
+/// Which hosts may take traffic. Static configs report every host healthy.
+pub trait Health {
+    /// May serve requests at all (pinned sessions included).
+    fn is_up(&self, host: usize) -> bool;
+}
+
+pub struct AllUp;
+
+impl Health for AllUp {
+    fn is_up(&self, _host: usize) -> bool {
+        true
+    }
+}
+
+/// Routes one request. `now` is Unix seconds; `random_id` yields 128 fresh random bits.
+pub fn decide(
+    cfg: &Config,
+    req: &impl RequestView,
+    health: &impl Health,
+    now: u64,
+    random_id: &mut dyn FnMut() -> [u8; 16],
+) -> Decision {
+    let mut rejected = Rejections::default();
+    let up = |h: usize| health.is_up(h);
+
+    if let Some(claims) = pinned_claims(cfg, req, now, &mut rejected)
+        && let Some(host) = cfg.host_by_tag(claims.host)
+    {
+        let (host, kind) = if up(host) {
+            (host, Kind::Pinned)
+        } else {
+            let next = cfg.ring.first_eligible(claims.point, up).unwrap_or(host);
+            (next, Kind::Failover)
+        };
+        let refresh = kind == Kind::Failover || needs_refresh(cfg, &claims, now);
+        let set_cookie = refresh.then(|| issue(cfg, claims, host, now)).flatten();
+        return Decision {
+            host,
+            kind,
+            point: claims.point,
+            set_cookie,
+            rejected,
+        };
+    }
+
+    let (point, session_id, kind) = match session_key(cfg, req, now, &mut rejected) {
+        Some((i, key)) => {
+            let (h1, h2) = murmur3_x64_128(&key, 0);
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&h1.to_be_bytes());
+            id[8..].copy_from_slice(&h2.to_be_bytes());
+            (h1, id, Kind::Hashed(i))
+        }
+        None => {
+            let id = random_id();
+            (hash64(&id), id, Kind::New)
+        }
+    };
+    let host = cfg
+        .ring
+        .first_eligible(point, up)
+        .unwrap_or_else(|| cfg.ring.owner(point));
+    let set_cookie = cfg.sticky.as_ref().and_then(|s| {
+        let claims = Claims {
+            session_id,
+            point,
+            host: [0; 8],
+            expires_at: now.saturating_add(s.ttl_seconds),
+            refreshed_at: now,
+        };
+        issue(cfg, claims, host, now)
+    });
+    Decision {
+        host,
+        kind,
+        point,
+        set_cookie,
+        rejected,
+    }
+}
+
+/// The first sticky cookie of our name that verifies, recording why others were rejected.
+fn pinned_claims(
+    cfg: &Config,
+    req: &impl RequestView,
+    now: u64,
+    rejected: &mut Rejections,
+) -> Option<Claims> {
+    let sticky = cfg.sticky.as_ref()?;
+    let policy = Policy {
+        ttl_seconds: sticky.ttl_seconds,
+        idle_timeout_seconds: sticky.idle_timeout_seconds,
+    };
+    for value in cookie::values(req.header_values("cookie"), &sticky.name).take(MAX_STICKY_CANDIDATES) {
+        match sticky::decode(&sticky.key, value, policy, now) {
+            Ok(claims) if cfg.host_by_tag(claims.host).is_some() => return Some(claims),
+            // Signed by us for a host no longer configured: stale, not an attack.
+            Ok(_) => rejected.cookie = Some(Rejection::Expired),
+            Err(why) => rejected.cookie = Some(why),
+        }
+    }
+    None
+}
+
+fn needs_refresh(cfg: &Config, claims: &Claims, now: u64) -> bool {
+    let idle = cfg.sticky.as_ref().and_then(|s| s.idle_timeout_seconds);
+    idle.is_some_and(|idle| now.saturating_sub(claims.refreshed_at) >= idle / REFRESH_FRACTION)
+}
+
+/// Signs `claims` for `host`, keeping its session id, point and absolute expiry.
+fn issue(cfg: &Config, mut claims: Claims, host: usize, now: u64) -> Option<String> {
+    let sticky = cfg.sticky.as_ref()?;
+    claims.host = cfg.hosts.get(host)?.tag?;
+    claims.refreshed_at = now;
+    let max_age = claims.expires_at.saturating_sub(now);
+    Some(cookie::set_cookie(
+        sticky,
+        &sticky::encode(&sticky.key, &claims),
+        max_age,
+    ))
+}
+
+/// The first source, in config order, that yields a usable key.
+fn session_key(
+    cfg: &Config,
+    req: &impl RequestView,
+    now: u64,
+    rejected: &mut Rejections,
+) -> Option<(usize, Vec<u8>)> {
+    cfg.sources.iter().enumerate().find_map(|(i, source)| {
+        let key = match source {
+            Source::Cookie { name } => unanimous(cookie::values(req.header_values("cookie"), name), rejected),
+            Source::Header { name } => unanimous(req.header_values(name).map(<[u8]>::trim_ascii), rejected),
+            Source::Query { name } => {
+                match req.header_values(":path").next().map(|p| query::param(p, name)) {
+                    Some(query::QueryValue::Found(v)) => Some(v),
+                    Some(query::QueryValue::Malformed) => {
+                        rejected.other += 1;
+                        None
+                    }
+                    _ => None,
+                }
+            }
+            Source::Jwt {
+                header,
+                prefix,
+                claim,
+            } => {
+                let token = req.header_values(header).find_map(|v| jwt::token(v, prefix))?;
+                match jwt::claim(token, claim, now) {
+                    Ok(sub) => Some(sub.into_bytes()),
+                    Err(e) => {
+                        rejected.jwt = Some(e);
+                        None
+                    }
+                }
+            }
+            Source::SourceIp => req
+                .source_address()
+                .and_then(|a| client_ip(&a))
+                .map(String::into_bytes),
+        }?;
+        if key.is_empty() {
+            return None;
+        }
+        if key.len() > MAX_KEY_BYTES {
+            rejected.other += 1;
+            return None;
+        }
+        Some((i, key))
+    })
+}
+
+/// All occurrences agree (or there is one): that value; conflicting duplicates are bad input.
+fn unanimous<'a>(mut values: impl Iterator<Item = &'a [u8]>, rejected: &mut Rejections) -> Option<Vec<u8>> {
+    let first = values.next()?;
+    if values.any(|v| v != first) {
+        rejected.other += 1;
+        return None;
+    }
+    Some(first.to_vec())
+}
+
+/// The client IP of `ip:port`, `[ip6]:port`, or a bare IP, in canonical text form.
+pub fn client_ip(address: &str) -> Option<String> {
+    if let Ok(sa) = address.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip().to_string());
+    }
+    address.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+}
