@@ -1,0 +1,220 @@
+//! Configuration: the contract from the README parses; every error names field, value and why.
+
+use session_router::config::{Config, Encoding, SameSite, Source};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+fn parse(json: &str) -> Result<Config, String> {
+    Config::parse(json.as_bytes(), |var| (var == "SR_SECRET").then(|| SECRET.to_owned())).map_err(|e| e.to_string())
+}
+
+fn with(hosts: &str, rest: &str) -> String {
+    format!(r#"{{"hosts":{hosts},"target":{{"header":"x-envoy-original-dst-host"}}{rest}}}"#)
+}
+
+const HOSTS: &str = r#"[{"address":"10.0.0.11:8080"}]"#;
+const SOURCES: &str = r#","sources":[{"type":"source_ip"}]"#;
+
+#[test]
+fn the_documented_contract_parses_with_its_defaults() {
+    let cfg = parse(&format!(
+        r#"{{
+          "hosts": [
+            {{"address": "10.0.0.11:8080", "weight": 1}},
+            {{"address": "10.0.0.12:8080", "weight": 2}}
+          ],
+          "sources": [
+            {{"type": "cookie", "name": "JSESSIONID"}},
+            {{"type": "jwt", "claim": "sub"}},
+            {{"type": "header", "name": "x-user-id"}},
+            {{"type": "query", "name": "sid"}},
+            {{"type": "source_ip"}}
+          ],
+          "sticky_cookie": {{"name": "srv", "ttl_seconds": 3600, "secret": "{SECRET}"}},
+          "target": {{"header": "x-envoy-original-dst-host", "encoding": "plain"}}
+        }}"#
+    ))
+    .unwrap();
+    assert_eq!(cfg.hosts.len(), 2);
+    assert_eq!(cfg.ring.point_count(), 3 * cfg.vnodes_per_weight as usize);
+    assert_eq!(
+        cfg.sources,
+        [
+            Source::Cookie { name: "JSESSIONID".into() },
+            Source::Jwt { header: "authorization".into(), prefix: "Bearer ".into(), claim: "sub".into() },
+            Source::Header { name: "x-user-id".into() },
+            Source::Query { name: "sid".into() },
+            Source::SourceIp,
+        ]
+    );
+    let sticky = cfg.sticky.as_ref().unwrap();
+    assert_eq!((sticky.path.as_str(), sticky.secure, sticky.http_only), ("/", true, true));
+    assert_eq!(sticky.same_site, SameSite::Lax);
+    assert_eq!(sticky.idle_timeout_seconds, None);
+    assert_eq!(cfg.target.encoding, Encoding::Plain);
+    assert_eq!(cfg.hosts[0].header_value, "10.0.0.11:8080");
+}
+
+#[test]
+fn base64_encoding_and_ipv6_brackets() {
+    let cfg = parse(
+        r#"{"hosts":[{"address":"[2001:db8::7]:8443"}],"sources":[{"type":"source_ip"}],
+            "target":{"header":"x-session-router-host","encoding":"base64"}}"#,
+    )
+    .unwrap();
+    // base64("[2001:db8::7]:8443")
+    assert_eq!(cfg.hosts[0].header_value, "WzIwMDE6ZGI4Ojo3XTo4NDQz");
+}
+
+#[test]
+fn secret_from_the_proxy_environment() {
+    let ok = parse(&with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret_env":"SR_SECRET"}"#));
+    assert!(ok.is_ok(), "{ok:?}");
+    let missing = parse(&with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret_env":"NOPE"}"#));
+    assert_eq!(missing.unwrap_err(), r#"sticky_cookie.secret_env: "NOPE" is not set in the proxy's environment"#);
+}
+
+#[test]
+fn errors_name_the_field_the_value_and_why() {
+    let short = r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret":"too short"}"#;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with(r#"[{"address":"10.0.0.1:80"},{"address":"10.0.0.2:80"},{"address":"10.0.0.0"}]"#, SOURCES),
+            r#"hosts[2].address: "10.0.0.0" is not ip:port (IPv6 as [addr]:port)"#,
+        ),
+        (with(r#"[{"address":"10.0.0"}]"#, SOURCES), r#"hosts[0].address: "10.0.0" is not ip:port"#),
+        (with(r#"[{"address":"backend:80"}]"#, SOURCES), r#"hosts[0].address: "backend:80" is not ip:port"#),
+        (with(r#"[{"address":"2001:db8::1:80"}]"#, SOURCES), "hosts[0].address: \"2001:db8::1:80\" is not"),
+        (with(r#"[{"address":"300.1.1.1:80"}]"#, SOURCES), "hosts[0].address: \"300.1.1.1:80\" is not"),
+        (with(r#"[{"address":"10.0.0.1:0"}]"#, SOURCES), r#"hosts[0].address: "10.0.0.1:0" has port 0"#),
+        (with(r#"[{"address":"10.0.0.1:65536"}]"#, SOURCES), "hosts[0].address: \"10.0.0.1:65536\" is not"),
+        (with(r#"[{"address":"0.0.0.0:80"}]"#, SOURCES), "hosts[0].address: \"0.0.0.0:80\" is not a unicast"),
+        (with("[]", SOURCES), "hosts: is empty"),
+        (
+            with(r#"[{"address":"10.0.0.1:80"},{"address":"10.0.0.1:80"}]"#, SOURCES),
+            r#"hosts[1].address: "10.0.0.1:80" is listed twice"#,
+        ),
+        (
+            with(r#"[{"address":"10.0.0.1:80","id":"a"},{"address":"10.0.0.2:80","id":"a"}]"#, SOURCES),
+            r#"hosts[1].id: "a" is used by two hosts"#,
+        ),
+        (with(r#"[{"address":"10.0.0.1:80","weight":0}]"#, SOURCES), "hosts[0].weight: 0 is not a positive"),
+        (with(r#"[{"address":"10.0.0.1:80","weight":1001}]"#, SOURCES), "hosts[0].weight: 1001 is not a"),
+        (with(r#"[{"address":"10.0.0.1:80","weight":-1}]"#, SOURCES), "hosts[0].weight: invalid value: integer `-1`"),
+        (with(r#"[{"address":"10.0.0.1:80","weight":1.5}]"#, SOURCES), "hosts[0].weight: invalid type: floating"),
+        (
+            with(r#"[{"address":"10.0.0.1:80","weight":4294967296}]"#, SOURCES),
+            "hosts[0].weight: invalid value: integer `4294967296`",
+        ),
+        (with(r#"[{"address":"10.0.0.1:80","wieght":2}]"#, SOURCES), "hosts[0].wieght: unknown field `wieght`, expected one of `address`, `id`, `weight`"),
+        (with(HOSTS, r#","sources":[{"type":"cookie","nmae":"x"}]"#), "sources[0]: unknown field `nmae`"),
+        (with(HOSTS, r#","sources":[{"type":"cookies","name":"x"}]"#), "sources[0].type: unknown variant `cookies`, expected one of `cookie`, `jwt`"),
+        (with(HOSTS, r#","sources":[{"type":"cookie","name":"a b"}]"#), "sources[0].name: \"a b\" is not a valid"),
+        (with(HOSTS, r#","sources":[{"type":"header","name":"x:y"}]"#), "sources[0].name: \"x:y\" is not a valid"),
+        (with(HOSTS, r#","sources":[{"type":"source_ip","name":"x"}]"#), "sources[0]: unknown field `name`"),
+        (with(HOSTS, ""), "sources: is empty and no sticky_cookie is configured"),
+        (with(HOSTS, short), "sticky_cookie.secret: is 9 bytes, at least 32 are required"),
+        (
+            with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60}"#),
+            "sticky_cookie: needs secret or secret_env",
+        ),
+        (
+            with(HOSTS, &format!(r#","sticky_cookie":{{"name":"srv","ttl_seconds":0,"secret":"{SECRET}"}}"#)),
+            "sticky_cookie.ttl_seconds: 0 is out of range",
+        ),
+        (
+            with(HOSTS, &format!(r#","sticky_cookie":{{"name":"srv","ttl_seconds":3153600000,"secret":"{SECRET}"}}"#)),
+            "sticky_cookie.ttl_seconds: 3153600000 is out of range",
+        ),
+        (
+            with(
+                HOSTS,
+                &format!(
+                    r#","sticky_cookie":{{"name":"srv","ttl_seconds":60,"idle_timeout_seconds":61,"secret":"{SECRET}"}}"#
+                ),
+            ),
+            "sticky_cookie.idle_timeout_seconds: 61 is out of range",
+        ),
+        (
+            with(HOSTS, &format!(r#","sticky_cookie":{{"name":"srv;","ttl_seconds":60,"secret":"{SECRET}"}}"#)),
+            "sticky_cookie.name: \"srv;\" is not a valid cookie name",
+        ),
+        (
+            with(
+                HOSTS,
+                &format!(r#","sticky_cookie":{{"name":"__Host-srv","ttl_seconds":60,"secret":"{SECRET}","path":"/app"}}"#),
+            ),
+            "sticky_cookie.name: \"__Host-srv\" requires secure: true, path \"/\" and no domain",
+        ),
+        (
+            with(
+                HOSTS,
+                &format!(
+                    r#","sticky_cookie":{{"name":"srv","ttl_seconds":60,"secret":"{SECRET}","same_site":"None","secure":false}}"#
+                ),
+            ),
+            "sticky_cookie.same_site: None requires secure: true",
+        ),
+        (
+            with(HOSTS, &format!(r#","sticky_cookie":{{"name":"srv","ttl_seconds":60,"secret":"{SECRET}","same_site":"lax"}}"#)),
+            "sticky_cookie.same_site: unknown variant `lax`",
+        ),
+        (
+            r#"{"hosts":[{"address":"10.0.0.1:80"}],"sources":[{"type":"source_ip"}],"target":{"header":"x-envoy-original-dst-host","fallbacks":2}}"#.into(),
+            "target.fallbacks: 2 needs a header that takes a comma-separated list",
+        ),
+        (
+            r#"{"hosts":[{"address":"10.0.0.1:80"}],"sources":[{"type":"source_ip"}],"target":{"header":"x-a","encoding":"hex"}}"#.into(),
+            "target.encoding: unknown variant `hex`",
+        ),
+        (
+            r#"{"hosts":[{"address":"10.0.0.1:80"}],"sources":[{"type":"source_ip"}],"target":{"header":"Host"}}"#.into(),
+            "target.header: \"Host\" cannot be used here",
+        ),
+        (
+            r#"{"hosts":[{"address":"10.0.0.1:80"}],"sources":[{"type":"source_ip"}]}"#.into(),
+            "config: missing field `target`",
+        ),
+        ("{}".into(), "config: missing field `hosts`"),
+        ("".into(), "config: is empty"),
+        (" \n".into(), "config: is empty"),
+        ("[]".into(), "config: invalid length 0, expected a JSON object with `hosts` and `target`"),
+        ("not json".into(), "config: is not valid JSON: expected ident at line 1 column 2"),
+        (r#"{"hosts":[}"#.into(), "config: is not valid JSON: expected value at line 1 column 11"),
+        (with(HOSTS, SOURCES).replace('}', "},") + "", "config: is not valid JSON"),
+        ("\u{feff}{}".into(), "config: is not valid JSON"),
+        (with(HOSTS, &format!("{SOURCES},\"vnodes_per_weight\":0")), "vnodes_per_weight: 0 is out of range"),
+        (
+            with(r#"[{"address":"10.0.0.1:80","weight":1000},{"address":"10.0.0.2:80","weight":1000}]"#, &format!("{SOURCES},\"vnodes_per_weight\":4096")),
+            "hosts: total weight × vnodes_per_weight = 8192000 ring points, more than 4000000",
+        ),
+        (with(HOSTS, &format!("{SOURCES},\"extra\":1")), "extra: unknown field `extra`, expected one of `hosts`, `sources`"),
+    ];
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(json, expected)| match parse(json) {
+            Err(got) if got.starts_with(expected) => None,
+            other => Some(format!("config {json}\n  expected: {expected}\n  got:      {other:?}")),
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_secret_is_never_echoed_in_errors() {
+    let json = with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret":"hunter2-very-secret"}"#);
+    let e = parse(&json).unwrap_err();
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn ten_thousand_hosts_build_within_bounds() {
+    let hosts: Vec<String> =
+        (0..10_000).map(|i| format!(r#"{{"address":"10.{}.{}.{}:80"}}"#, i / 65536, i / 256 % 256, i % 256)).collect();
+    let cfg = parse(&with(&format!("[{}]", hosts.join(",")), SOURCES)).unwrap();
+    assert_eq!(cfg.hosts.len(), 10_000);
+    let too_many: Vec<String> =
+        (0..10_001).map(|i| format!(r#"{{"address":"10.{}.{}.{}:80"}}"#, i / 65536, i / 256 % 256, i % 256)).collect();
+    let e = parse(&with(&format!("[{}]", too_many.join(",")), SOURCES)).unwrap_err();
+    assert!(e.starts_with("hosts: 10001 hosts, at most 10000"), "{e}");
+}
