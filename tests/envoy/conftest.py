@@ -90,6 +90,8 @@ class Envoy:
         command = [
             envoy_bin(), "-c", str(self.config_path),
             "--concurrency", str(concurrency), "-l", log_level,
+            # The filter's own lines (wasm component) at debug, Envoy's start-up listing left out.
+            "--component-log-level", "wasm:debug",
             # No hot restart: no shared memory, so no --base-id to keep unique
             # (and nothing left in /dev/shm); any number of instances can run.
             "--disable-hot-restart",
@@ -165,7 +167,7 @@ class Envoy:
 @pytest.fixture
 def start_envoy(request, tmp_path):
     """Factory: start_envoy(mode, filter_config, upstream_addrs=None, *,
-    concurrency=2, log_level="info", extra_args=(), edit=None) -> Envoy.
+    concurrency=2, log_level="warning", extra_args=(), edit=None) -> Envoy.
 
     mode is one of MODES; it loads envoy/<mode>.yaml through render_config.
     edit, if given, is called with the config dict to change it in place
@@ -173,7 +175,7 @@ def start_envoy(request, tmp_path):
     """
     started = request.node.stash.setdefault(_STARTED_ENVOYS, [])
 
-    def start(mode, filter_config, upstream_addrs=None, *, concurrency=2, log_level="info",
+    def start(mode, filter_config, upstream_addrs=None, *, concurrency=2, log_level="warning",
               extra_args=(), edit=None):
         config = render_config(mode, require_wasm(), filter_config, upstream_addrs)
         if edit is not None:
