@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, native unit/property tests, the release .wasm, and the
+# integration tests that run it inside a real Envoy against real upstream servers.
+#   bash scripts/test.sh            # everything
+#   SKIP_LINT=1 bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ -z "${SKIP_LINT:-}" ]; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy (native and wasm32-wasip1)"
+  cargo clippy --all-targets -- -D warnings
+  cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+fi
+
+step "native tests"
+cargo test --all-targets
+
+step "release build"
+cargo build --release --target wasm32-wasip1
+wasm=target/wasm32-wasip1/release/session_router.wasm
+printf 'session_router.wasm: %s bytes\n' "$(wc -c < "$wasm")"
+
+step "Envoy integration tests ($("${ENVOY_BIN:-envoy}" --version 2>/dev/null | grep -o 'version: [^ ]*' || echo 'envoy not found'))"
+python3 -m pytest -q tests/envoy
