@@ -1,6 +1,8 @@
 //! Prints how evenly the ring spreads keys and how many move on add/remove, for several
 //! `vnodes_per_weight` values: `cargo run --release --example spread [keys]`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use session_router::murmur3::hash64;
 use session_router::ring::Ring;
 

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
+use crate::health::{Passive, ProbeThresholds};
 use crate::ring::{MAX_HOSTS, Ring};
 use crate::sticky::{CookieKey, HostTag};
 
@@ -45,10 +46,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        reason: reason.into(),
-    }
+    ConfigError { field: field.into(), reason: reason.into() }
 }
 
 // ---- the JSON document as written -------------------------------------------------------------
@@ -64,6 +62,44 @@ struct RawConfig {
     target: RawTarget,
     #[serde(default)]
     vnodes_per_weight: Option<u32>,
+    #[serde(default)]
+    health: Option<RawHealth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default)]
+    passive: Option<RawPassive>,
+    #[serde(default)]
+    active: Option<RawActive>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassive {
+    consecutive_failures: u32,
+    ejection_seconds: u64,
+    #[serde(default)]
+    max_ejection_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActive {
+    cluster: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    interval_ms: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    unhealthy_threshold: Option<u32>,
+    #[serde(default)]
+    healthy_threshold: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +110,8 @@ struct RawHost {
     id: Option<String>,
     #[serde(default)]
     weight: Option<u32>,
+    #[serde(default)]
+    drain: bool,
 }
 
 #[derive(Deserialize)]
@@ -152,20 +190,10 @@ pub enum Encoding {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Cookie {
-        name: String,
-    },
-    Jwt {
-        header: String,
-        prefix: String,
-        claim: String,
-    },
-    Header {
-        name: String,
-    },
-    Query {
-        name: String,
-    },
+    Cookie { name: String },
+    Jwt { header: String, prefix: String, claim: String },
+    Header { name: String },
+    Query { name: String },
     SourceIp,
 }
 
@@ -191,6 +219,8 @@ pub struct Host {
     pub header_value: String,
     /// Opaque tag naming this host inside sticky cookies (keyed by the cookie secret).
     pub tag: Option<HostTag>,
+    /// Keeps serving its pinned sessions, takes no new ones.
+    pub drain: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +244,23 @@ pub struct Target {
 }
 
 #[derive(Debug, Clone)]
+pub struct ActiveHealth {
+    pub cluster: String,
+    pub path: String,
+    /// `:authority` of probes; the probed host's address when unset.
+    pub authority: Option<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub thresholds: ProbeThresholds,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HealthConfig {
+    pub passive: Option<Passive>,
+    pub active: Option<ActiveHealth>,
+}
+
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Sorted by id, so a host's index (its ring index) does not depend on config order.
     pub hosts: Vec<Host>,
@@ -222,8 +269,11 @@ pub struct Config {
     pub sticky: Option<Sticky>,
     pub target: Target,
     pub vnodes_per_weight: u32,
+    pub health: HealthConfig,
     /// `(tag, host index)` sorted by tag, for pinned lookups in O(log n).
     tags: Vec<(HostTag, usize)>,
+    /// `(address, host index)` sorted by address, to attribute a response to its host.
+    addresses: Vec<(SocketAddr, usize)>,
 }
 
 impl Config {
@@ -233,14 +283,23 @@ impl Config {
         self.tags.get(i).map(|&(_, host)| host)
     }
 
+    /// The host with this id (hosts are sorted by id).
+    pub fn host_by_id(&self, id: &str) -> Option<usize> {
+        self.hosts.binary_search_by(|h| h.id.as_str().cmp(id)).ok()
+    }
+
+    /// The host at this `ip:port`, e.g. Envoy's `upstream.address`.
+    pub fn host_by_address(&self, address: &str) -> Option<usize> {
+        let address: SocketAddr = address.parse().ok()?;
+        let i = self.addresses.binary_search_by(|(a, _)| a.cmp(&address)).ok()?;
+        self.addresses.get(i).map(|&(_, host)| host)
+    }
+
     /// Parses, validates and compiles a configuration. `env` reads the proxy's environment
     /// (for `sticky_cookie.secret_env`).
     pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         if json.iter().all(u8::is_ascii_whitespace) {
-            return Err(err(
-                "config",
-                "is empty; a JSON object with `hosts` and `target` is required",
-            ));
+            return Err(err("config", "is empty; a JSON object with `hosts` and `target` is required"));
         }
         let de = &mut serde_json::Deserializer::from_slice(json);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -282,10 +341,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let mut hosts = compile_hosts(raw.hosts, &target, sticky.as_ref())?;
     hosts.sort_by(|a, b| a.id.cmp(&b.id));
 
-    let total: u64 = hosts
-        .iter()
-        .map(|h| u64::from(h.weight) * u64::from(vnodes))
-        .sum();
+    let total: u64 = hosts.iter().map(|h| u64::from(h.weight) * u64::from(vnodes)).sum();
     if total > MAX_RING_POINTS {
         return Err(err(
             "hosts",
@@ -295,21 +351,15 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
     let ring = Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
         .map_err(|e| err("hosts", e.to_string()))?;
-    let mut tags: Vec<_> = hosts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| Some((h.tag?, i)))
-        .collect();
+    if hosts.iter().all(|h| h.drain) {
+        return Err(err("hosts", "every host is draining, so no new session could start"));
+    }
+    let health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
+    let mut tags: Vec<_> = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
     tags.sort_unstable();
-    Ok(Config {
-        hosts,
-        ring,
-        sources,
-        sticky,
-        target,
-        vnodes_per_weight: vnodes,
-        tags,
-    })
+    let mut addresses: Vec<_> = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
+    addresses.sort_unstable();
+    Ok(Config { hosts, ring, sources, sticky, target, vnodes_per_weight: vnodes, health, tags, addresses })
 }
 
 fn compile_hosts(
@@ -321,10 +371,7 @@ fn compile_hosts(
         return Err(err("hosts", "is empty; at least one host is required"));
     }
     if raw.len() > MAX_CONFIG_HOSTS.min(MAX_HOSTS) {
-        return Err(err(
-            "hosts",
-            format!("{} hosts, at most {MAX_CONFIG_HOSTS} are supported", raw.len()),
-        ));
+        return Err(err("hosts", format!("{} hosts, at most {MAX_CONFIG_HOSTS} are supported", raw.len())));
     }
     let mut addresses = HashSet::new();
     let mut ids = HashSet::new();
@@ -334,26 +381,20 @@ fn compile_hosts(
         let address = parse_address(&h.address)
             .map_err(|why| err(format!("hosts[{i}].address"), format!("{:?} {why}", h.address)))?;
         if !addresses.insert(address) {
-            return Err(err(
-                format!("hosts[{i}].address"),
-                format!("{:?} is listed twice", h.address),
-            ));
+            return Err(err(format!("hosts[{i}].address"), format!("{:?} is listed twice", h.address)));
         }
         let id = match h.id {
-            Some(id) if id.trim().is_empty() || id.len() > 256 => {
+            Some(id) if id.trim().is_empty() || id.len() > 256 || id.chars().any(char::is_control) => {
                 return Err(err(
                     format!("hosts[{i}].id"),
-                    format!("{id:?} must be 1 to 256 non-blank bytes"),
+                    format!("{id:?} must be 1 to 256 bytes, not blank, without control characters"),
                 ));
             }
             Some(id) => id,
             None => h.address.clone(),
         };
         if !ids.insert(id.clone()) {
-            return Err(err(
-                format!("hosts[{i}].id"),
-                format!("{id:?} is used by two hosts"),
-            ));
+            return Err(err(format!("hosts[{i}].id"), format!("{id:?} is used by two hosts")));
         }
         let weight = h.weight.unwrap_or(1);
         if weight == 0 || weight > MAX_WEIGHT {
@@ -376,13 +417,7 @@ fn compile_hosts(
                 "cookie tag collides with another host's; pick another id",
             ));
         }
-        hosts.push(Host {
-            id,
-            address,
-            weight,
-            header_value,
-            tag,
-        });
+        hosts.push(Host { id, address, weight, header_value, tag, drain: h.drain });
     }
     Ok(hosts)
 }
@@ -406,10 +441,7 @@ fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
         return Err(err(field, format!("{name:?} is not a valid header name")));
     }
     let lower = name.to_ascii_lowercase();
-    if matches!(
-        lower.as_str(),
-        "host" | "content-length" | "transfer-encoding" | "connection" | "cookie"
-    ) {
+    if matches!(lower.as_str(), "host" | "content-length" | "transfer-encoding" | "connection" | "cookie") {
         return Err(err(field, format!("{name:?} cannot be used here")));
     }
     Ok(lower)
@@ -419,10 +451,7 @@ fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
 fn check_cookie_name(field: &str, name: &str) -> Result<(), ConfigError> {
     let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || name.len() > 256 || !name.chars().all(is_tchar) {
-        return Err(err(
-            field,
-            format!("{name:?} is not a valid cookie name (RFC 6265 token)"),
-        ));
+        return Err(err(field, format!("{name:?} is not a valid cookie name (RFC 6265 token)")));
     }
     Ok(())
 }
@@ -432,10 +461,7 @@ fn compile_target(raw: RawTarget) -> Result<Target, ConfigError> {
     let encoding = raw.encoding.unwrap_or(Encoding::Plain);
     let fallbacks = raw.fallbacks.unwrap_or(0);
     if fallbacks > MAX_FALLBACKS {
-        return Err(err(
-            "target.fallbacks",
-            format!("{fallbacks} is more than {MAX_FALLBACKS}"),
-        ));
+        return Err(err("target.fallbacks", format!("{fallbacks} is more than {MAX_FALLBACKS}")));
     }
     if fallbacks > 0 && (encoding != Encoding::Plain || header == "x-envoy-original-dst-host") {
         return Err(err(
@@ -446,11 +472,7 @@ fn compile_target(raw: RawTarget) -> Result<Target, ConfigError> {
             ),
         ));
     }
-    Ok(Target {
-        header,
-        encoding,
-        fallbacks,
-    })
+    Ok(Target { header, encoding, fallbacks })
 }
 
 fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
@@ -460,11 +482,7 @@ fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
             check_cookie_name(&field("name"), &name)?;
             Source::Cookie { name }
         }
-        RawSource::Jwt {
-            claim,
-            header,
-            prefix,
-        } => {
+        RawSource::Jwt { claim, header, prefix } => {
             let claim = claim.unwrap_or_else(|| "sub".to_owned());
             if claim.is_empty() || claim.len() > 256 {
                 return Err(err(field("claim"), format!("{claim:?} must be 1 to 256 bytes")));
@@ -480,15 +498,9 @@ fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
                     format!("{prefix:?} must be up to 64 printable characters"),
                 ));
             }
-            Source::Jwt {
-                header,
-                prefix,
-                claim,
-            }
+            Source::Jwt { header, prefix, claim }
         }
-        RawSource::Header { name } => Source::Header {
-            name: check_header_name(&field("name"), &name)?,
-        },
+        RawSource::Header { name } => Source::Header { name: check_header_name(&field("name"), &name)? },
         RawSource::Query { name } => {
             if name.is_empty() || name.len() > 256 {
                 return Err(err(field("name"), format!("{name:?} must be 1 to 256 bytes")));
@@ -504,10 +516,7 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
     if raw.ttl_seconds == 0 || raw.ttl_seconds > MAX_TTL_SECONDS {
         return Err(err(
             "sticky_cookie.ttl_seconds",
-            format!(
-                "{} is out of range 1..={MAX_TTL_SECONDS} (400 days)",
-                raw.ttl_seconds
-            ),
+            format!("{} is out of range 1..={MAX_TTL_SECONDS} (400 days)", raw.ttl_seconds),
         ));
     }
     if let Some(idle) = raw.idle_timeout_seconds
@@ -521,10 +530,7 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let secret = match (raw.secret, raw.secret_env) {
         (Some(s), None) => s,
         (None, Some(var)) => env(&var).ok_or_else(|| {
-            err(
-                "sticky_cookie.secret_env",
-                format!("{var:?} is not set in the proxy's environment"),
-            )
+            err("sticky_cookie.secret_env", format!("{var:?} is not set in the proxy's environment"))
         })?,
         (Some(_), Some(_)) => return Err(err("sticky_cookie", "set either secret or secret_env, not both")),
         (None, None) => return Err(err("sticky_cookie", "needs secret or secret_env")),
@@ -533,10 +539,7 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
         // Never echo the secret itself.
         return Err(err(
             "sticky_cookie.secret",
-            format!(
-                "is {} bytes, at least {MIN_SECRET_BYTES} are required",
-                secret.len()
-            ),
+            format!("is {} bytes, at least {MIN_SECRET_BYTES} are required", secret.len()),
         ));
     }
     let path = raw.path.unwrap_or_else(|| "/".to_owned());
@@ -549,14 +552,9 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
     if let Some(domain) = &raw.domain {
         let ok = !domain.is_empty()
             && domain.len() <= 253
-            && domain
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
         if !ok {
-            return Err(err(
-                "sticky_cookie.domain",
-                format!("{domain:?} is not a domain name"),
-            ));
+            return Err(err("sticky_cookie.domain", format!("{domain:?} is not a domain name")));
         }
     }
     let secure = raw.secure.unwrap_or(true);
@@ -568,10 +566,7 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
         ));
     }
     if raw.name.starts_with("__Secure-") && !secure {
-        return Err(err(
-            "sticky_cookie.name",
-            format!("{:?} requires secure: true", raw.name),
-        ));
+        return Err(err("sticky_cookie.name", format!("{:?} requires secure: true", raw.name)));
     }
     if raw.name.starts_with("__Host-") && (!secure || path != "/" || raw.domain.is_some()) {
         return Err(err(
@@ -590,4 +585,83 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
         http_only: raw.http_only.unwrap_or(true),
         same_site,
     })
+}
+
+const MAX_EJECTION_SECONDS_DEFAULT: u64 = 300;
+
+fn compile_health(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
+    let passive = raw
+        .passive
+        .map(|p| {
+            if p.consecutive_failures == 0 || p.consecutive_failures > 1000 {
+                return Err(err(
+                    "health.passive.consecutive_failures",
+                    format!("{} is out of range 1..=1000", p.consecutive_failures),
+                ));
+            }
+            if p.ejection_seconds == 0 || p.ejection_seconds > 86_400 {
+                return Err(err(
+                    "health.passive.ejection_seconds",
+                    format!("{} is out of range 1..=86400", p.ejection_seconds),
+                ));
+            }
+            let max = p.max_ejection_seconds.unwrap_or(MAX_EJECTION_SECONDS_DEFAULT.max(p.ejection_seconds));
+            if max < p.ejection_seconds || max > 86_400 {
+                return Err(err(
+                    "health.passive.max_ejection_seconds",
+                    format!("{max} is out of range ejection_seconds ({})..=86400", p.ejection_seconds),
+                ));
+            }
+            Ok(Passive {
+                consecutive_failures: p.consecutive_failures,
+                ejection_ms: p.ejection_seconds * 1000,
+                max_ejection_ms: max * 1000,
+            })
+        })
+        .transpose()?;
+    let active = raw
+        .active
+        .map(|a| {
+            if a.cluster.is_empty() || a.cluster.len() > 256 {
+                return Err(err("health.active.cluster", format!("{:?} must be 1 to 256 bytes", a.cluster)));
+            }
+            let path = a.path.unwrap_or_else(|| "/healthz".to_owned());
+            if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(err(
+                    "health.active.path",
+                    format!("{path:?} must start with / and contain no spaces"),
+                ));
+            }
+            let interval_ms = a.interval_ms.unwrap_or(1000);
+            if !(100..=3_600_000).contains(&interval_ms) {
+                return Err(err(
+                    "health.active.interval_ms",
+                    format!("{interval_ms} is out of range 100..=3600000"),
+                ));
+            }
+            let timeout_ms = a.timeout_ms.unwrap_or(500);
+            if timeout_ms == 0 || timeout_ms > interval_ms {
+                return Err(err(
+                    "health.active.timeout_ms",
+                    format!("{timeout_ms} is out of range 1..=interval_ms ({interval_ms})"),
+                ));
+            }
+            let threshold = |field: &str, v: Option<u32>| match v.unwrap_or(2) {
+                n @ 1..=100 => Ok(n),
+                n => Err(err(format!("health.active.{field}"), format!("{n} is out of range 1..=100"))),
+            };
+            Ok(ActiveHealth {
+                cluster: a.cluster,
+                path,
+                authority: a.authority,
+                interval_ms,
+                timeout_ms,
+                thresholds: ProbeThresholds {
+                    unhealthy: threshold("unhealthy_threshold", a.unhealthy_threshold)?,
+                    healthy: threshold("healthy_threshold", a.healthy_threshold)?,
+                },
+            })
+        })
+        .transpose()?;
+    Ok(HealthConfig { passive, active })
 }

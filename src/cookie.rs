@@ -12,17 +12,15 @@ pub fn values<'a, 'n>(
 where
     'a: 'n,
 {
-    cookie_headers
-        .flat_map(|h| h.split(|&b| b == b';'))
-        .filter_map(move |pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            let (n, v) = (pair.get(..eq)?, pair.get(eq + 1..)?);
-            if n.trim_ascii() != name.as_bytes() {
-                return None;
-            }
-            unquote(v.trim_ascii())
-        })
+    cookie_headers.flat_map(|h| h.split(|&b| b == b';')).filter_map(move |pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let (n, v) = (pair.get(..eq)?, pair.get(eq + 1..)?);
+        if n.trim_ascii() != name.as_bytes() {
+            return None;
+        }
+        unquote(v.trim_ascii())
+    })
 }
 
 fn unquote(v: &[u8]) -> Option<&[u8]> {
@@ -35,10 +33,7 @@ fn unquote(v: &[u8]) -> Option<&[u8]> {
 
 /// The `Set-Cookie` header value carrying `value` for `max_age` seconds.
 pub fn set_cookie(sticky: &Sticky, value: &str, max_age: u64) -> String {
-    let mut s = format!(
-        "{}={}; Path={}; Max-Age={}",
-        sticky.name, value, sticky.path, max_age
-    );
+    let mut s = format!("{}={}; Path={}; Max-Age={}", sticky.name, value, sticky.path, max_age);
     if let Some(domain) = &sticky.domain {
         s.push_str("; Domain=");
         s.push_str(domain);
@@ -62,9 +57,7 @@ mod tests {
     use super::*;
 
     fn all<'a>(headers: &[&'a str], name: &str) -> Vec<&'a str> {
-        values(headers.iter().map(|h| h.as_bytes()), name)
-            .map(|v| std::str::from_utf8(v).unwrap())
-            .collect()
+        values(headers.iter().map(|h| h.as_bytes()), name).map(|v| std::str::from_utf8(v).unwrap()).collect()
     }
 
     #[test]

@@ -1,81 +1,136 @@
 //! proxy-wasm glue: reads what the core asks for, calls it, applies its decision.
 //! Host calls go through `proxy_wasm::hostcalls` so an error is handled, never unwrapped.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
 use crate::config::Config;
+use crate::health::flags;
+use crate::metrics::Metrics;
 use crate::murmur3::murmur3_x64_128;
-use crate::router::{self, AllUp, Decision, Kind, RequestView};
+use crate::router::{self, AllUp, Decision, RequestView};
+use crate::shared::{self, HealthView};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Counter ids, defined once per VM; Envoy shares a metric across workers by name.
-#[derive(Clone, Copy, Default)]
-struct Metrics {
-    pinned: u32,
-    hashed: u32,
-    new: u32,
-    failover: u32,
-    cookies_issued: u32,
-    cookies_rejected: u32,
-    jwt_rejected: u32,
-    input_rejected: u32,
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
-impl Metrics {
-    fn define() -> Metrics {
-        let counter = |name: &str| {
-            hostcalls::define_metric(MetricType::Counter, name).unwrap_or_else(|e| {
-                warn!("session-router: cannot define metric {name}: {e:?}");
-                u32::MAX
-            })
-        };
-        Metrics {
-            pinned: counter("session_router.decision.pinned"),
-            hashed: counter("session_router.decision.hashed"),
-            new: counter("session_router.decision.new"),
-            failover: counter("session_router.decision.failover"),
-            cookies_issued: counter("session_router.cookie.issued"),
-            cookies_rejected: counter("session_router.cookie.rejected"),
-            jwt_rejected: counter("session_router.jwt.rejected"),
-            input_rejected: counter("session_router.input.rejected"),
-        }
+/// 128 random bits from the host (WASI `random_get`). Should that ever fail, a hash of the
+/// time and a counter still gives a unique, well-spread id; it is logged.
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut id) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        warn!("session-router: random source failed ({e}); deriving a session id");
+        let seed = [now_ms().to_le_bytes(), COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes()].concat();
+        let (a, b) = murmur3_x64_128(&seed, 0);
+        id[..8].copy_from_slice(&a.to_le_bytes());
+        id[8..].copy_from_slice(&b.to_le_bytes());
     }
-
-    fn add(id: u32, n: u64) {
-        if id != u32::MAX && n > 0 {
-            let _ = hostcalls::increment_metric(id, n as i64);
-        }
-    }
-
-    fn record(&self, d: &Decision) {
-        let kind = match d.kind {
-            Kind::Pinned => self.pinned,
-            Kind::Failover => self.failover,
-            Kind::Hashed(_) => self.hashed,
-            Kind::New => self.new,
-        };
-        Metrics::add(kind, 1);
-        Metrics::add(self.cookies_issued, u64::from(d.set_cookie.is_some()));
-        Metrics::add(self.cookies_rejected, u64::from(d.rejected.cookie.is_some()));
-        Metrics::add(self.jwt_rejected, u64::from(d.rejected.jwt.is_some()));
-        Metrics::add(self.input_rejected, u64::from(d.rejected.other));
-    }
+    id
 }
 
-#[derive(Default)]
+fn property_u64(path: &[&str]) -> Option<u64> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+fn property_string(path: &[&str]) -> Option<String> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    String::from_utf8(bytes).ok()
+}
+
 pub struct Root {
     config: Option<Rc<Config>>,
-    metrics: Option<Metrics>,
+    metrics: Metrics,
+    health: Rc<RefCell<HealthView>>,
+    /// Identifies this VM in the active-probe lease.
+    lease_owner: u64,
+    /// In-flight probes: call token → host index.
+    probes: HashMap<u32, usize>,
 }
 
-impl Context for Root {}
+impl Default for Root {
+    fn default() -> Root {
+        let id = random_id();
+        Root {
+            config: None,
+            metrics: Metrics::default(),
+            health: Rc::default(),
+            lease_owner: u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
+            probes: HashMap::new(),
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _trailers: usize) {
+        let Some(host) = self.probes.remove(&token) else { return };
+        let (Some(cfg), Some(active)) =
+            (self.config.clone(), self.config.as_ref().and_then(|c| c.health.active.clone()))
+        else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+        let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
+        if !ok {
+            self.metrics.probe_failed();
+            debug!("session-router: probe of host {host} failed: status {status:?}");
+        }
+        let Some(id) = cfg.hosts.get(host).map(|h| h.id.clone()) else { return };
+        let event = shared::update_table(|t| t.record_probe(&id, ok, &active.thresholds));
+        self.metrics.health_event(event);
+        shared::log_event(&cfg, host, event, now_ms());
+    }
+}
+
+impl Root {
+    fn send_probes(&mut self, cfg: &Config) {
+        let Some(active) = &cfg.health.active else { return };
+        let now = now_ms();
+        if !shared::hold_lease(self.lease_owner, now, active.interval_ms.saturating_mul(3)) {
+            return;
+        }
+        let timeout = Duration::from_millis(active.timeout_ms);
+        for (i, host) in cfg.hosts.iter().enumerate() {
+            let address = host.address.to_string();
+            let authority = active.authority.as_deref().unwrap_or(&address);
+            let headers = vec![
+                (":method", "GET"),
+                (":path", active.path.as_str()),
+                (":authority", authority),
+                (cfg.target.header.as_str(), host.header_value.as_str()),
+                ("user-agent", "session-router-probe"),
+            ];
+            match hostcalls::dispatch_http_call(&active.cluster, headers, None, vec![], timeout) {
+                Ok(token) => {
+                    self.probes.insert(token, i);
+                    self.metrics.probe_sent();
+                }
+                Err(e) => {
+                    warn!(
+                        "session-router: cannot probe {} through cluster {}: {e:?}",
+                        host.id, active.cluster
+                    );
+                    self.metrics.probe_failed();
+                }
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -95,7 +150,7 @@ impl RootContext for Root {
         };
         let sources: Vec<&str> = config.sources.iter().map(|s| s.kind()).collect();
         info!(
-            "session-router v{VERSION}: {} hosts, {} ring points, sources [{}], target {} ({:?}, {} fallbacks), sticky cookie {}",
+            "session-router v{VERSION}: {} hosts, {} ring points, sources [{}], target {} ({:?}, {} fallbacks), sticky cookie {}, health {}",
             config.hosts.len(),
             config.ring.point_count(),
             sources.join(", "),
@@ -103,17 +158,35 @@ impl RootContext for Root {
             config.target.encoding,
             config.target.fallbacks,
             config.sticky.as_ref().map_or("off", |s| s.name.as_str()),
+            match (&config.health.passive, &config.health.active) {
+                (None, None) => "off",
+                (Some(_), None) => "passive",
+                (None, Some(_)) => "active",
+                (Some(_), Some(_)) => "passive+active",
+            }
         );
-        self.metrics.get_or_insert_with(Metrics::define);
+        self.metrics = Metrics::define();
+        let tick =
+            config.health.active.as_ref().map_or(Duration::ZERO, |a| Duration::from_millis(a.interval_ms));
+        if let Err(e) = hostcalls::set_tick_period(tick) {
+            warn!("session-router: cannot set the probe interval: {e:?}");
+        }
         self.config = Some(Rc::new(config));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(cfg) = self.config.clone() {
+            self.send_probes(&cfg);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             config: self.config.clone(),
-            metrics: self.metrics.unwrap_or_default(),
-            set_cookie: None,
+            metrics: self.metrics,
+            health: self.health.clone(),
+            decision: None,
         }))
     }
 
@@ -125,7 +198,8 @@ impl RootContext for Root {
 struct Http {
     config: Option<Rc<Config>>,
     metrics: Metrics,
-    set_cookie: Option<String>,
+    health: Rc<RefCell<HealthView>>,
+    decision: Option<Decision>,
 }
 
 impl Context for Http {}
@@ -137,70 +211,12 @@ struct Request {
 
 impl RequestView for Request {
     fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 
     fn source_address(&self) -> Option<String> {
-        let bytes = hostcalls::get_property(vec!["source", "address"])
-            .ok()
-            .flatten()?;
-        String::from_utf8(bytes).ok()
+        property_string(&["source", "address"])
     }
-}
-
-fn now_seconds() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
-}
-
-/// 128 random bits from the host (WASI `random_get`). Should that ever fail, a hash of the
-/// time and a counter still gives a unique, well-spread id; it is logged.
-fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    if let Err(e) = getrandom::fill(&mut id) {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        warn!("session-router: random source failed ({e}); deriving a session id");
-        let nanos = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        let seed = [
-            nanos.to_le_bytes(),
-            u128::from(COUNTER.fetch_add(1, Ordering::Relaxed)).to_le_bytes(),
-        ]
-        .concat();
-        let (a, b) = murmur3_x64_128(&seed, 0);
-        id[..8].copy_from_slice(&a.to_le_bytes());
-        id[8..].copy_from_slice(&b.to_le_bytes());
-    }
-    id
-}
-
-/// The `target.header` value: the chosen host, then up to `fallbacks` distinct successors.
-fn target_value(cfg: &Config, d: &Decision) -> String {
-    let first = cfg.hosts.get(d.host).map_or("", |h| h.header_value.as_str());
-    if cfg.target.fallbacks == 0 {
-        return first.to_owned();
-    }
-    let mut value = first.to_owned();
-    for next in cfg
-        .ring
-        .walk(d.point)
-        .filter(|&h| h != d.host)
-        .take(cfg.target.fallbacks as usize)
-    {
-        if let Some(h) = cfg.hosts.get(next) {
-            value.push(',');
-            value.push_str(&h.header_value);
-        }
-    }
-    value
 }
 
 impl HttpContext for Http {
@@ -208,11 +224,29 @@ impl HttpContext for Http {
         let Some(cfg) = self.config.clone() else {
             return Action::Continue;
         };
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let request = Request { headers };
-        let decision = router::decide(&cfg, &request, &AllUp, now_seconds(), &mut random_id);
+        let request =
+            Request { headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default() };
+        let now = now_ms();
+        let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
+        let mut health = self.health.borrow_mut();
+        if checks_health && health.refresh(&cfg, now) {
+            self.metrics.healthy_hosts(&cfg, health.down());
+        }
+        let down = health.down();
+        let (decision, value) = match down {
+            Some(down) => {
+                let d = router::decide(&cfg, &request, down, now / 1000, &mut random_id);
+                let v = router::target_value(&cfg, &d, down);
+                (d, v)
+            }
+            None => {
+                let d = router::decide(&cfg, &request, &AllUp, now / 1000, &mut random_id);
+                let v = router::target_value(&cfg, &d, &AllUp);
+                (d, v)
+            }
+        };
+        drop(health);
         // Replaces every client-supplied copy of the header.
-        let value = target_value(&cfg, &decision);
         if let Err(e) =
             hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.target.header, Some(&value))
         {
@@ -225,17 +259,58 @@ impl HttpContext for Http {
             debug!("session-router: JWT ignored: {}", why.as_str());
         }
         self.metrics.record(&decision);
-        self.set_cookie = decision.set_cookie;
+        self.decision = Some(decision);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(cookie) = self.set_cookie.take()
-            && let Err(e) = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie)
-        {
+        let Some(cookie) = self.decision.as_mut().and_then(|d| d.set_cookie.take()) else {
+            return Action::Continue;
+        };
+        // No cookie on a reply Envoy made because no upstream answered: a dead backend must not
+        // cause a storm of new sessions.
+        if property_u64(&["response", "flags"]).is_some_and(|f| f & flags::HOST_FAILURE != 0) {
+            return Action::Continue;
+        }
+        if let Err(e) = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie) {
             error!("session-router: cannot add set-cookie: {e:?}");
+        } else {
+            self.metrics.cookie_issued();
         }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let (Some(cfg), Some(decision)) = (self.config.clone(), self.decision.take()) else { return };
+        let Some(passive) = cfg.health.passive else { return };
+        let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
+        let response_flags = property_u64(&["response", "flags"]).unwrap_or(0);
+        let now = now_ms();
+        let n = cfg.hosts.len();
+        let mut failed = Vec::with_capacity(2);
+        match served {
+            Some(host) if response_flags & flags::HOST_FAILURE != 0 => failed.push(host),
+            Some(host) => {
+                // Served by a later entry of the fallback list: the hosts before it failed.
+                if host != decision.host && cfg.target.fallbacks > 0 {
+                    failed.push(decision.host);
+                }
+                let id = &cfg.hosts[host].id;
+                if self.health.borrow().table().success_changes(id, now, &passive) {
+                    let event = shared::update_table(|t| t.record_success(id, now, &passive));
+                    self.metrics.health_event(event);
+                    shared::log_event(&cfg, host, event, now);
+                }
+            }
+            None if response_flags & flags::HOST_FAILURE != 0 => failed.push(decision.host),
+            None => {}
+        }
+        for host in failed {
+            let Some(id) = cfg.hosts.get(host).map(|h| h.id.as_str()) else { continue };
+            let event = shared::update_table(|t| t.record_failure(id, now, &passive, n));
+            self.metrics.health_event(event);
+            shared::log_event(&cfg, host, event, now);
+        }
     }
 }
 

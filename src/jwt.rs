@@ -74,9 +74,7 @@ pub fn claim(token: &[u8], claim: &str, now: u64) -> Result<String, JwtError> {
     };
     let json = B64URL.decode(payload).map_err(|_| JwtError::Base64)?;
     let mut de = serde_json::Deserializer::from_slice(&json);
-    let found = Payload { claim }
-        .deserialize(&mut de)
-        .map_err(|_| JwtError::Json)?;
+    let found = Payload { claim }.deserialize(&mut de).map_err(|_| JwtError::Json)?;
     de.end().map_err(|_| JwtError::Json)?;
     match found.exp {
         Some(Exp::Number(exp)) if exp <= now as f64 => return Err(JwtError::Expired),
@@ -126,10 +124,7 @@ impl<'de> Visitor<'de> for Payload<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
-        let mut found = Found {
-            value: None,
-            exp: None,
-        };
+        let mut found = Found { value: None, exp: None };
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == self.claim {
                 if found.value.is_some() {

@@ -6,9 +6,12 @@
 pub mod config;
 pub mod cookie;
 pub mod filter;
+pub mod health;
 pub mod jwt;
+pub mod metrics;
 pub mod murmur3;
 pub mod query;
 pub mod ring;
 pub mod router;
+pub mod shared;
 pub mod sticky;

@@ -42,17 +42,9 @@ pub fn murmur3_x64_128(data: &[u8], seed: u32) -> (u64, u64) {
     for block in blocks.by_ref() {
         let (lo, hi) = block.split_at(8);
         h1 ^= mix_k1(load_le(lo));
-        h1 = h1
-            .rotate_left(27)
-            .wrapping_add(h2)
-            .wrapping_mul(5)
-            .wrapping_add(0x52dc_e729);
+        h1 = h1.rotate_left(27).wrapping_add(h2).wrapping_mul(5).wrapping_add(0x52dc_e729);
         h2 ^= mix_k2(load_le(hi));
-        h2 = h2
-            .rotate_left(31)
-            .wrapping_add(h1)
-            .wrapping_mul(5)
-            .wrapping_add(0x3849_5ab5);
+        h2 = h2.rotate_left(31).wrapping_add(h1).wrapping_mul(5).wrapping_add(0x3849_5ab5);
     }
     let tail = blocks.remainder();
     if tail.len() > 8 {
@@ -90,11 +82,7 @@ mod tests {
             (b"", 0, 0),
             (b"a", 0x8555_5565_f659_7889, 0xe6b5_3a48_510e_895a),
             (b"hello", 0xcbd8_a7b3_41bd_9b02, 0x5b1e_906a_48ae_1d19),
-            (
-                b"The quick brown fox jumps over the lazy dog",
-                0xe34b_bc7b_bc07_1b6c,
-                0x7a43_3ca9_c49a_9347,
-            ),
+            (b"The quick brown fox jumps over the lazy dog", 0xe34b_bc7b_bc07_1b6c, 0x7a43_3ca9_c49a_9347),
             (b"0123456789abcdef", 0x4be0_6d94_cf4a_d1a7, 0x87c3_5b5c_63a7_08da),
             (b"0123456789abcdef0", 0xeb24_ae87_85a5_c075, 0x73fb_68b3_3131_28ca),
         ];
@@ -102,13 +90,7 @@ mod tests {
             assert_eq!(murmur3_x64_128(data, 0), (h1, h2), "{data:?}");
         }
         let all_tails: Vec<u8> = (0..31).collect();
-        assert_eq!(
-            murmur3_x64_128(&all_tails, 0),
-            (0x053d_d3e1_a32c_d094, 0x9ee5_9aef_b400_5490)
-        );
-        assert_eq!(
-            murmur3_x64_128(b"x", 7),
-            (16_065_231_619_007_573_442, 18_130_913_057_876_547_119)
-        );
+        assert_eq!(murmur3_x64_128(&all_tails, 0), (0x053d_d3e1_a32c_d094, 0x9ee5_9aef_b400_5490));
+        assert_eq!(murmur3_x64_128(b"x", 7), (16_065_231_619_007_573_442, 18_130_913_057_876_547_119));
     }
 }

@@ -43,10 +43,7 @@ pub fn param(path: &[u8], name: &str) -> QueryValue {
     let query = path.get(q + 1..).unwrap_or_default();
     for pair in query.split(|&b| b == b'&') {
         let (n, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (
-                pair.get(..eq).unwrap_or_default(),
-                pair.get(eq + 1..).unwrap_or_default(),
-            ),
+            Some(eq) => (pair.get(..eq).unwrap_or_default(), pair.get(eq + 1..).unwrap_or_default()),
             None => (pair, &b""[..]),
         };
         let matches = if n.contains(&b'%') || n.contains(&b'+') {

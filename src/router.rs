@@ -52,12 +52,13 @@ pub struct Decision {
     pub rejected: Rejections,
 }
 
-/// Which hosts may take traffic. Static configs report every host healthy.
+/// Which hosts may take traffic (see `health::Table::down_hosts`).
 pub trait Health {
     /// May serve requests at all (pinned sessions included).
     fn is_up(&self, host: usize) -> bool;
 }
 
+/// Every host up: no health checking configured, or nothing known to be wrong.
 pub struct AllUp;
 
 impl Health for AllUp {
@@ -66,35 +67,45 @@ impl Health for AllUp {
     }
 }
 
+/// One flag per host (by index): `true` means down.
+impl Health for [bool] {
+    fn is_up(&self, host: usize) -> bool {
+        !self.get(host).copied().unwrap_or(false)
+    }
+}
+
+/// May take new sessions: up and not draining.
+fn takes_new(cfg: &Config, health: &(impl Health + ?Sized), host: usize) -> bool {
+    health.is_up(host) && cfg.hosts.get(host).is_some_and(|h| !h.drain)
+}
+
 /// Routes one request. `now` is Unix seconds; `random_id` yields 128 fresh random bits.
 pub fn decide(
     cfg: &Config,
     req: &impl RequestView,
-    health: &impl Health,
+    health: &(impl Health + ?Sized),
     now: u64,
     random_id: &mut dyn FnMut() -> [u8; 16],
 ) -> Decision {
     let mut rejected = Rejections::default();
-    let up = |h: usize| health.is_up(h);
+    let takes_new = |h: usize| takes_new(cfg, health, h);
 
     if let Some(claims) = pinned_claims(cfg, req, now, &mut rejected)
         && let Some(host) = cfg.host_by_tag(claims.host)
     {
-        let (host, kind) = if up(host) {
-            (host, Kind::Pinned)
-        } else {
-            let next = cfg.ring.first_eligible(claims.point, up).unwrap_or(host);
-            (next, Kind::Failover)
+        if health.is_up(host) {
+            let set_cookie =
+                needs_refresh(cfg, &claims, now).then(|| issue(cfg, claims, host, now)).flatten();
+            return Decision { host, kind: Kind::Pinned, point: claims.point, set_cookie, rejected };
+        }
+        // The pinned host is down: move to the ring successor and re-pin there, so the session
+        // does not bounce back when the old host returns. With nowhere to go, stay (Envoy
+        // answers 503) and issue nothing.
+        let (host, kind, set_cookie) = match cfg.ring.first_eligible(claims.point, takes_new) {
+            Some(next) => (next, Kind::Failover, issue(cfg, claims, next, now)),
+            None => (host, Kind::Pinned, None),
         };
-        let refresh = kind == Kind::Failover || needs_refresh(cfg, &claims, now);
-        let set_cookie = refresh.then(|| issue(cfg, claims, host, now)).flatten();
-        return Decision {
-            host,
-            kind,
-            point: claims.point,
-            set_cookie,
-            rejected,
-        };
+        return Decision { host, kind, point: claims.point, set_cookie, rejected };
     }
 
     let (point, session_id, kind) = match session_key(cfg, req, now, &mut rejected) {
@@ -110,10 +121,11 @@ pub fn decide(
             (hash64(&id), id, Kind::New)
         }
     };
-    let host = cfg
-        .ring
-        .first_eligible(point, up)
-        .unwrap_or_else(|| cfg.ring.owner(point));
+    let Some(host) = cfg.ring.first_eligible(point, takes_new) else {
+        // No host can take the session (all down or draining): route by the ring so Envoy
+        // answers, but pin nothing.
+        return Decision { host: cfg.ring.owner(point), kind, point, set_cookie: None, rejected };
+    };
     let set_cookie = cfg.sticky.as_ref().and_then(|s| {
         let claims = Claims {
             session_id,
@@ -124,13 +136,23 @@ pub fn decide(
         };
         issue(cfg, claims, host, now)
     });
-    Decision {
-        host,
-        kind,
-        point,
-        set_cookie,
-        rejected,
+    Decision { host, kind, point, set_cookie, rejected }
+}
+
+/// The `target.header` value: the chosen host, then up to `fallbacks` further distinct hosts
+/// clockwise from the session's point that can take it.
+pub fn target_value(cfg: &Config, d: &Decision, health: &(impl Health + ?Sized)) -> String {
+    let first = cfg.hosts.get(d.host).map_or("", |h| h.header_value.as_str());
+    if cfg.target.fallbacks == 0 {
+        return first.to_owned();
     }
+    let mut value = first.to_owned();
+    let fallbacks = cfg.ring.walk(d.point).filter(|&h| h != d.host && takes_new(cfg, health, h));
+    for h in fallbacks.take(cfg.target.fallbacks as usize).filter_map(|h| cfg.hosts.get(h)) {
+        value.push(',');
+        value.push_str(&h.header_value);
+    }
+    value
 }
 
 /// The first sticky cookie of our name that verifies, recording why others were rejected.
@@ -141,10 +163,8 @@ fn pinned_claims(
     rejected: &mut Rejections,
 ) -> Option<Claims> {
     let sticky = cfg.sticky.as_ref()?;
-    let policy = Policy {
-        ttl_seconds: sticky.ttl_seconds,
-        idle_timeout_seconds: sticky.idle_timeout_seconds,
-    };
+    let policy =
+        Policy { ttl_seconds: sticky.ttl_seconds, idle_timeout_seconds: sticky.idle_timeout_seconds };
     for value in cookie::values(req.header_values("cookie"), &sticky.name).take(MAX_STICKY_CANDIDATES) {
         match sticky::decode(&sticky.key, value, policy, now) {
             Ok(claims) if cfg.host_by_tag(claims.host).is_some() => return Some(claims),
@@ -167,11 +187,7 @@ fn issue(cfg: &Config, mut claims: Claims, host: usize, now: u64) -> Option<Stri
     claims.host = cfg.hosts.get(host)?.tag?;
     claims.refreshed_at = now;
     let max_age = claims.expires_at.saturating_sub(now);
-    Some(cookie::set_cookie(
-        sticky,
-        &sticky::encode(&sticky.key, &claims),
-        max_age,
-    ))
+    Some(cookie::set_cookie(sticky, &sticky::encode(&sticky.key, &claims), max_age))
 }
 
 /// The first source, in config order, that yields a usable key.
@@ -195,11 +211,7 @@ fn session_key(
                     _ => None,
                 }
             }
-            Source::Jwt {
-                header,
-                prefix,
-                claim,
-            } => {
+            Source::Jwt { header, prefix, claim } => {
                 let token = req.header_values(header).find_map(|v| jwt::token(v, prefix))?;
                 match jwt::claim(token, claim, now) {
                     Ok(sub) => Some(sub.into_bytes()),
@@ -209,10 +221,7 @@ fn session_key(
                     }
                 }
             }
-            Source::SourceIp => req
-                .source_address()
-                .and_then(|a| client_ip(&a))
-                .map(String::into_bytes),
+            Source::SourceIp => req.source_address().and_then(|a| client_ip(&a)).map(String::into_bytes),
         }?;
         if key.is_empty() {
             return None;

@@ -142,9 +142,7 @@ pub fn decode(key: &CookieKey, value: &[u8], policy: Policy, now: u64) -> Result
     if body.first() != Some(&VERSION) {
         return Err(Rejection::Malformed);
     }
-    key.mac(b"cookie\0", body)
-        .verify_truncated_left(tag)
-        .map_err(|_| Rejection::BadSignature)?;
+    key.mac(b"cookie\0", body).verify_truncated_left(tag).map_err(|_| Rejection::BadSignature)?;
     let mut session_id = [0u8; 16];
     session_id.copy_from_slice(body.get(1..17).unwrap_or(&[0; 16]));
     let mut host = [0u8; 8];

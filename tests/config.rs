@@ -1,11 +1,14 @@
 //! Configuration: the contract from the README parses; every error names field, value and why.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use session_router::config::{Config, Encoding, SameSite, Source};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 fn parse(json: &str) -> Result<Config, String> {
-    Config::parse(json.as_bytes(), |var| (var == "SR_SECRET").then(|| SECRET.to_owned())).map_err(|e| e.to_string())
+    Config::parse(json.as_bytes(), |var| (var == "SR_SECRET").then(|| SECRET.to_owned()))
+        .map_err(|e| e.to_string())
 }
 
 fn with(hosts: &str, rest: &str) -> String {
@@ -68,10 +71,15 @@ fn base64_encoding_and_ipv6_brackets() {
 
 #[test]
 fn secret_from_the_proxy_environment() {
-    let ok = parse(&with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret_env":"SR_SECRET"}"#));
+    let ok =
+        parse(&with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret_env":"SR_SECRET"}"#));
     assert!(ok.is_ok(), "{ok:?}");
-    let missing = parse(&with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret_env":"NOPE"}"#));
-    assert_eq!(missing.unwrap_err(), r#"sticky_cookie.secret_env: "NOPE" is not set in the proxy's environment"#);
+    let missing =
+        parse(&with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret_env":"NOPE"}"#));
+    assert_eq!(
+        missing.unwrap_err(),
+        r#"sticky_cookie.secret_env: "NOPE" is not set in the proxy's environment"#
+    );
 }
 
 #[test]
@@ -202,19 +210,22 @@ fn errors_name_the_field_the_value_and_why() {
 
 #[test]
 fn the_secret_is_never_echoed_in_errors() {
-    let json = with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret":"hunter2-very-secret"}"#);
+    let json =
+        with(HOSTS, r#","sticky_cookie":{"name":"srv","ttl_seconds":60,"secret":"hunter2-very-secret"}"#);
     let e = parse(&json).unwrap_err();
     assert!(!e.contains("hunter2"), "{e}");
 }
 
 #[test]
 fn ten_thousand_hosts_build_within_bounds() {
-    let hosts: Vec<String> =
-        (0..10_000).map(|i| format!(r#"{{"address":"10.{}.{}.{}:80"}}"#, i / 65536, i / 256 % 256, i % 256)).collect();
+    let hosts: Vec<String> = (0..10_000)
+        .map(|i| format!(r#"{{"address":"10.{}.{}.{}:80"}}"#, i / 65536, i / 256 % 256, i % 256))
+        .collect();
     let cfg = parse(&with(&format!("[{}]", hosts.join(",")), SOURCES)).unwrap();
     assert_eq!(cfg.hosts.len(), 10_000);
-    let too_many: Vec<String> =
-        (0..10_001).map(|i| format!(r#"{{"address":"10.{}.{}.{}:80"}}"#, i / 65536, i / 256 % 256, i % 256)).collect();
+    let too_many: Vec<String> = (0..10_001)
+        .map(|i| format!(r#"{{"address":"10.{}.{}.{}:80"}}"#, i / 65536, i / 256 % 256, i % 256))
+        .collect();
     let e = parse(&with(&format!("[{}]", too_many.join(",")), SOURCES)).unwrap_err();
     assert!(e.starts_with("hosts: 10001 hosts, at most 10000"), "{e}");
 }

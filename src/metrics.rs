@@ -1,0 +1,124 @@
+//! The filter's metrics (README "Metrics" lists them): defined once per VM; Envoy shares a
+//! metric across workers by name and files it under `wasmcustom.`.
+
+use log::warn;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::config::Config;
+use crate::health::Event;
+use crate::router::{Decision, Kind};
+
+const UNDEFINED: u32 = u32::MAX;
+
+#[derive(Clone, Copy)]
+pub struct Metrics {
+    pinned: u32,
+    hashed: u32,
+    new: u32,
+    failover: u32,
+    cookies_issued: u32,
+    cookies_rejected: u32,
+    jwt_rejected: u32,
+    input_rejected: u32,
+    ejections: u32,
+    recoveries: u32,
+    probes_sent: u32,
+    probes_failed: u32,
+    healthy_hosts: u32,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            pinned: UNDEFINED,
+            hashed: UNDEFINED,
+            new: UNDEFINED,
+            failover: UNDEFINED,
+            cookies_issued: UNDEFINED,
+            cookies_rejected: UNDEFINED,
+            jwt_rejected: UNDEFINED,
+            input_rejected: UNDEFINED,
+            ejections: UNDEFINED,
+            recoveries: UNDEFINED,
+            probes_sent: UNDEFINED,
+            probes_failed: UNDEFINED,
+            healthy_hosts: UNDEFINED,
+        }
+    }
+}
+
+fn define(kind: MetricType, name: &str) -> u32 {
+    hostcalls::define_metric(kind, name).unwrap_or_else(|e| {
+        warn!("session-router: cannot define metric {name}: {e:?}");
+        UNDEFINED
+    })
+}
+
+fn add(id: u32, n: u64) {
+    if id != UNDEFINED && n > 0 {
+        let _ = hostcalls::increment_metric(id, n as i64);
+    }
+}
+
+impl Metrics {
+    pub fn define() -> Metrics {
+        let counter = |name| define(MetricType::Counter, name);
+        Metrics {
+            pinned: counter("session_router.decision.pinned"),
+            hashed: counter("session_router.decision.hashed"),
+            new: counter("session_router.decision.new"),
+            failover: counter("session_router.decision.failover"),
+            cookies_issued: counter("session_router.cookie.issued"),
+            cookies_rejected: counter("session_router.cookie.rejected"),
+            jwt_rejected: counter("session_router.jwt.rejected"),
+            input_rejected: counter("session_router.input.rejected"),
+            ejections: counter("session_router.health.ejections"),
+            recoveries: counter("session_router.health.recoveries"),
+            probes_sent: counter("session_router.health.probes_sent"),
+            probes_failed: counter("session_router.health.probes_failed"),
+            healthy_hosts: define(MetricType::Gauge, "session_router.health.healthy_hosts"),
+        }
+    }
+
+    pub fn record(&self, d: &Decision) {
+        let kind = match d.kind {
+            Kind::Pinned => self.pinned,
+            Kind::Failover => self.failover,
+            Kind::Hashed(_) => self.hashed,
+            Kind::New => self.new,
+        };
+        add(kind, 1);
+        add(self.cookies_rejected, u64::from(d.rejected.cookie.is_some()));
+        add(self.jwt_rejected, u64::from(d.rejected.jwt.is_some()));
+        add(self.input_rejected, u64::from(d.rejected.other));
+    }
+
+    pub fn cookie_issued(&self) {
+        add(self.cookies_issued, 1);
+    }
+
+    pub fn probe_sent(&self) {
+        add(self.probes_sent, 1);
+    }
+
+    pub fn probe_failed(&self) {
+        add(self.probes_failed, 1);
+    }
+
+    pub fn health_event(&self, event: Event) {
+        match event {
+            Event::Ejected { .. } | Event::ProbeDown => add(self.ejections, 1),
+            Event::Recovered => add(self.recoveries, 1),
+            Event::EjectionRefused | Event::None => {}
+        }
+    }
+
+    /// Hosts that may serve, as this worker last saw them.
+    pub fn healthy_hosts(&self, cfg: &Config, down: Option<&[bool]>) {
+        if self.healthy_hosts != UNDEFINED {
+            let down = down.map_or(0, |d| d.iter().filter(|&&d| d).count());
+            let _ = hostcalls::record_metric(self.healthy_hosts, (cfg.hosts.len() - down) as u64);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Host glue for proxy-wasm shared data: the health table every worker VM reads and updates
+//! with compare-and-swap, and the lease that elects one worker to send active probes.
+
+use log::{debug, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+
+use crate::config::Config;
+use crate::health::{Event, Table};
+
+pub const HEALTH_KEY: &str = "session_router.health.v1";
+const LEASE_KEY: &str = "session_router.probe_lease.v1";
+/// A contended update is retried this often, then dropped: never fail a request over it.
+const CAS_RETRIES: usize = 8;
+
+/// This worker's cached view of the shared health table.
+#[derive(Default)]
+pub struct HealthView {
+    cas: Option<u32>,
+    table: Table,
+    /// Per host index, `true` = down; `None` = all may serve.
+    down: Option<Vec<bool>>,
+    /// When `down` must be recomputed even if the table did not change (an ejection ends).
+    valid_until_ms: u64,
+    /// The config `down` was computed for (host indices change with the config).
+    config_hosts: usize,
+}
+
+impl HealthView {
+    /// Refreshes from shared data (one host call; zero bytes while every host is healthy).
+    /// Returns whether the set of down hosts was recomputed.
+    pub fn refresh(&mut self, cfg: &Config, now_ms: u64) -> bool {
+        let (bytes, cas) = match hostcalls::get_shared_data(HEALTH_KEY) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!("session-router: cannot read health table: {e:?}");
+                return false;
+            }
+        };
+        if cas == self.cas && now_ms < self.valid_until_ms && self.config_hosts == cfg.hosts.len() {
+            return false;
+        }
+        self.table = Table::decode(bytes.as_deref().unwrap_or_default());
+        self.cas = cas;
+        self.down = self.table.down_hosts(cfg, now_ms);
+        self.valid_until_ms = self.table.next_change_ms(now_ms);
+        self.config_hosts = cfg.hosts.len();
+        true
+    }
+
+    pub fn down(&self) -> Option<&[bool]> {
+        self.down.as_deref()
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+}
+
+/// Applies `change` to the shared table with compare-and-swap, retrying on contention.
+/// Returns the change's event, or `Event::None` if every attempt lost the race.
+pub fn update_table(change: impl Fn(&mut Table) -> Event) -> Event {
+    for _ in 0..CAS_RETRIES {
+        let (bytes, cas) = match hostcalls::get_shared_data(HEALTH_KEY) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("session-router: cannot read health table: {e:?}");
+                return Event::None;
+            }
+        };
+        let mut table = Table::decode(bytes.as_deref().unwrap_or_default());
+        let before = table.clone();
+        let event = change(&mut table);
+        if table == before {
+            return event;
+        }
+        match hostcalls::set_shared_data(HEALTH_KEY, Some(&table.encode()), cas) {
+            Ok(()) => return event,
+            Err(Status::CasMismatch) => continue,
+            Err(e) => {
+                warn!("session-router: cannot write health table: {e:?}");
+                return Event::None;
+            }
+        }
+    }
+    debug!("session-router: health update dropped after {CAS_RETRIES} contended attempts");
+    Event::None
+}
+
+/// Logs a health event once, from the worker that caused it.
+pub fn log_event(cfg: &Config, host: usize, event: Event, now_ms: u64) {
+    let Some(h) = cfg.hosts.get(host) else { return };
+    match event {
+        Event::Ejected { until_ms, failures } => warn!(
+            "session-router: host {} ({}) ejected for {}s after {failures} consecutive failures",
+            h.id,
+            h.address,
+            until_ms.saturating_sub(now_ms).div_ceil(1000)
+        ),
+        Event::EjectionRefused => {
+            warn!(
+                "session-router: host {} ({}) failing but not ejected: half the hosts are down",
+                h.id, h.address
+            )
+        }
+        Event::ProbeDown => warn!("session-router: host {} ({}) failed its health checks", h.id, h.address),
+        Event::Recovered => info!("session-router: host {} ({}) recovered", h.id, h.address),
+        Event::None => {}
+    }
+}
+
+/// Takes or renews the active-probe lease for `ttl_ms`; true while this worker holds it.
+pub fn hold_lease(owner: u64, now_ms: u64, ttl_ms: u64) -> bool {
+    let Ok((bytes, cas)) = hostcalls::get_shared_data(LEASE_KEY) else { return false };
+    let current = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| {
+        let (o, until) = s.split_once(':')?;
+        Some((o.parse::<u64>().ok()?, until.parse::<u64>().ok()?))
+    });
+    if let Some((o, until)) = current
+        && o != owner
+        && until > now_ms
+    {
+        return false;
+    }
+    let value = format!("{owner}:{}", now_ms.saturating_add(ttl_ms));
+    hostcalls::set_shared_data(LEASE_KEY, Some(value.as_bytes()), cas).is_ok()
+}
