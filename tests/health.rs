@@ -1,0 +1,123 @@
+//! Passive ejection, active probe thresholds, the at-most-half rule and the shared encoding.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use session_router::config::Config;
+use session_router::health::{Event, Passive, ProbeThresholds, Table};
+
+const P: Passive = Passive { consecutive_failures: 3, ejection_ms: 10_000, max_ejection_ms: 25_000 };
+const T: ProbeThresholds = ProbeThresholds { unhealthy: 2, healthy: 2 };
+
+fn config(n: usize) -> Config {
+    let hosts: Vec<String> =
+        (0..n).map(|i| format!(r#"{{"address":"10.0.0.{}:80","id":"h{i}"}}"#, i + 1)).collect();
+    let json = format!(
+        r#"{{"hosts":[{}],"sources":[{{"type":"header","name":"x"}}],"target":{{"header":"x-envoy-original-dst-host"}}}}"#,
+        hosts.join(",")
+    );
+    Config::parse(json.as_bytes(), |_| None).unwrap()
+}
+
+#[test]
+fn ejects_after_consecutive_failures_and_a_success_resets_the_count() {
+    let mut t = Table::default();
+    assert_eq!(t.record_failure("h0", 0, &P, 4), Event::None);
+    assert_eq!(t.record_failure("h0", 0, &P, 4), Event::None);
+    assert!(t.success_changes("h0", 0, &P));
+    assert_eq!(t.record_success("h0", 0, &P), Event::None);
+    assert!(t.is_empty(), "a success forgets failures: {t:?}");
+    assert_eq!(t.record_failure("h0", 0, &P, 4), Event::None);
+    assert_eq!(t.record_failure("h0", 0, &P, 4), Event::None);
+    assert_eq!(t.record_failure("h0", 5, &P, 4), Event::Ejected { until_ms: 10_005, failures: 3 });
+    assert_eq!(t.record_failure("h0", 6, &P, 4), Event::None, "no double ejection");
+    let cfg = config(4);
+    assert_eq!(t.down_hosts(&cfg, 10_004), Some(vec![true, false, false, false]));
+    assert_eq!(t.down_hosts(&cfg, 10_005), None, "the ejection ends by itself");
+    assert_eq!(t.next_change_ms(0), 10_005);
+}
+
+#[test]
+fn repeated_ejections_grow_up_to_the_cap_and_are_forgotten_after_healthy_service() {
+    let mut t = Table::default();
+    let mut now = 0;
+    let mut lengths = vec![];
+    for _ in 0..4 {
+        for _ in 0..3 {
+            if let Event::Ejected { until_ms, .. } = t.record_failure("h0", now, &P, 4) {
+                lengths.push(until_ms - now);
+                now = until_ms;
+            }
+        }
+    }
+    assert_eq!(lengths, [10_000, 20_000, 25_000, 25_000]);
+    assert_eq!(t.record_success("h0", now, &P), Event::Recovered);
+    assert_eq!(t.record_success("h0", now + 1, &P), Event::None, "recovery is reported once");
+    assert!(!t.success_changes("h0", now + 1, &P), "no shared-data write per success after recovery");
+    assert!(t.success_changes("h0", now + P.max_ejection_ms, &P));
+    t.record_success("h0", now + P.max_ejection_ms, &P);
+    assert!(t.is_empty(), "{t:?}");
+}
+
+#[test]
+fn a_success_on_an_ejected_host_is_proof_of_life() {
+    let mut t = Table::default();
+    for _ in 0..3 {
+        t.record_failure("h1", 0, &P, 4);
+    }
+    assert_eq!(t.record_success("h1", 100, &P), Event::Recovered);
+    assert_eq!(t.down_hosts(&config(4), 101), None);
+}
+
+#[test]
+fn never_more_than_half_the_hosts_are_down() {
+    let cfg = config(4);
+    let mut t = Table::default();
+    for id in ["h0", "h1", "h2"] {
+        for _ in 0..2 {
+            t.record_failure(id, 0, &P, 4);
+        }
+    }
+    assert!(matches!(t.record_failure("h0", 0, &P, 4), Event::Ejected { .. }));
+    assert!(matches!(t.record_failure("h1", 0, &P, 4), Event::Ejected { .. }));
+    assert_eq!(t.record_failure("h2", 0, &P, 4), Event::EjectionRefused);
+    assert_eq!(t.down_hosts(&cfg, 1), Some(vec![true, true, false, false]));
+    // Probes can mark a third host down; then more than half is down: route as if all were up.
+    t.record_probe("h3", false, &T);
+    assert_eq!(t.record_probe("h3", false, &T), Event::ProbeDown);
+    assert_eq!(t.down_hosts(&cfg, 1), None);
+}
+
+#[test]
+fn probes_need_thresholds_in_a_row() {
+    let mut t = Table::default();
+    assert_eq!(t.record_probe("h0", true, &T), Event::None);
+    assert!(t.is_empty(), "a passing probe of a healthy host writes nothing");
+    assert_eq!(t.record_probe("h0", false, &T), Event::None);
+    assert_eq!(t.record_probe("h0", true, &T), Event::None, "a pass breaks the streak");
+    assert_eq!(t.record_probe("h0", false, &T), Event::None);
+    assert_eq!(t.record_probe("h0", false, &T), Event::ProbeDown);
+    assert_eq!(t.record_probe("h0", false, &T), Event::None);
+    assert_eq!(t.down_hosts(&config(3), 0), Some(vec![true, false, false]));
+    assert_eq!(t.record_probe("h0", true, &T), Event::None);
+    assert_eq!(t.record_probe("h0", true, &T), Event::Recovered);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn encoding_round_trips_and_garbage_is_dropped() {
+    let mut t = Table::default();
+    for _ in 0..3 {
+        t.record_failure("h0", 7, &P, 4);
+    }
+    t.record_failure("h1", 7, &P, 4);
+    t.record_probe("h2", false, &T);
+    let bytes = t.encode();
+    assert_eq!(Table::decode(&bytes), t);
+    let mut noisy = b"garbage\n\t\t\nh9\t1\t2\n\xff\xfe\n".to_vec();
+    noisy.extend_from_slice(&bytes);
+    noisy.extend_from_slice(b"h1\tNaN\t0\t0\t0\t0\t0\t0\n");
+    assert_eq!(Table::decode(&noisy), t);
+    assert_eq!(Table::default().encode(), b"");
+    // Hosts the config no longer has are ignored.
+    assert_eq!(Table::decode(b"gone\t0\t99\t1\t0\t0\t0\t0\n").down_hosts(&config(2), 0), None);
+}
