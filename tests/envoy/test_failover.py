@@ -284,3 +284,56 @@ def test_recovery_brings_hashed_sessions_back_and_flapping_is_bounded(upstreams,
         assert wait_for(lambda: counters(envoy).get("session_router.health.recoveries", 0) == cycle + 1, 3)
         assert owners(envoy, keys) == before, "hashed sessions follow the ring back"
     assert envoy.log_text().count("recovered") == 2
+
+
+def _fault_listener(kind):
+    """A backend that accepts connections and then hangs ("timeout") or closes them ("reset")."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            if kind == "reset":
+                connection.recv(65536)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                connection.close()
+            else:
+                held.append(connection)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def _route_timeout(timeout):
+    def edit(envoy_config):
+        hcm = envoy_config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["timeout"] = timeout
+    return edit
+
+
+@pytest.mark.parametrize("fault, status", [("timeout", 504), ("reset", 503)])
+def test_envoy_response_flags_for_injected_faults_count_as_host_failures(upstreams, start_envoy, fault, status):
+    """Proves the response-flag bits the filter reads on this Envoy: upstream timeout (UT) and
+    connection reset/termination (UR/UC) eject the host; connection failure (UF) is proven by
+    test_backend_killed_under_load."""
+    ups = upstreams(2)
+    listener, bad = _fault_listener(fault)
+    cfg = config("original_dst", ups, sticky=False)
+    cfg["hosts"].append({"address": bad, "id": IDS[2]})
+    try:
+        envoy = start_envoy("original_dst", cfg, edit=_route_timeout("0.3s"))
+        key = "carol"  # on backend-c (the faulty host) per the golden table in tests/ring.rs
+        codes = [served_by(envoy, [("x-user-id", key)])[0] for _ in range(PASSIVE["consecutive_failures"])]
+        assert codes == [status] * PASSIVE["consecutive_failures"]
+        assert counters(envoy).get("session_router.health.ejections", 0) == 1
+        code, host, _ = served_by(envoy, [("x-user-id", key)])
+        assert code == 200 and host in {u.name for u in ups}, "after ejection the session moved on"
+    finally:
+        listener.close()
+
