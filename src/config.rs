@@ -301,8 +301,8 @@ impl Config {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Err(err("config", "is empty; a JSON object with `hosts` and `target` is required"));
         }
-        let de = &mut serde_json::Deserializer::from_slice(json);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if inner.is_syntax() || inner.is_eof() {
@@ -312,6 +312,7 @@ impl Config {
                 err(field, inner.to_string())
             }
         })?;
+        de.end().map_err(|e| err("config", format!("is not valid JSON: {e}")))?;
         compile(raw, &env)
     }
 }
@@ -380,7 +381,9 @@ fn compile_hosts(
     for (i, h) in raw.into_iter().enumerate() {
         let address = parse_address(&h.address)
             .map_err(|why| err(format!("hosts[{i}].address"), format!("{:?} {why}", h.address)))?;
-        if !addresses.insert(address) {
+        // `[::ffff:10.0.0.1]:80` is `10.0.0.1:80`: the same backend listed twice.
+        let canonical = SocketAddr::new(address.ip().to_canonical(), address.port());
+        if !addresses.insert(canonical) {
             return Err(err(format!("hosts[{i}].address"), format!("{:?} is listed twice", h.address)));
         }
         let id = match h.id {
@@ -565,10 +568,12 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
             "None requires secure: true (browsers drop it otherwise)",
         ));
     }
-    if raw.name.starts_with("__Secure-") && !secure {
+    // Browsers match the prefixes without regard to case (RFC 6265bis §4.1.3).
+    let lower_name = raw.name.to_ascii_lowercase();
+    if lower_name.starts_with("__secure-") && !secure {
         return Err(err("sticky_cookie.name", format!("{:?} requires secure: true", raw.name)));
     }
-    if raw.name.starts_with("__Host-") && (!secure || path != "/" || raw.domain.is_some()) {
+    if lower_name.starts_with("__host-") && (!secure || path != "/" || raw.domain.is_some()) {
         return Err(err(
             "sticky_cookie.name",
             format!("{:?} requires secure: true, path \"/\" and no domain", raw.name),

@@ -226,6 +226,13 @@ impl HttpContext for Http {
         };
         let request =
             Request { headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default() };
+        #[cfg(feature = "fault-injection")]
+        if request.header_values("x-session-router-test-fault").any(|v| v == b"panic") {
+            #[allow(clippy::panic)]
+            {
+                panic!("fault injected by x-session-router-test-fault");
+            }
+        }
         let now = now_ms();
         let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
         let mut health = self.health.borrow_mut();

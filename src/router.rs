@@ -169,7 +169,7 @@ fn pinned_claims(
         match sticky::decode(&sticky.key, value, policy, now) {
             Ok(claims) if cfg.host_by_tag(claims.host).is_some() => return Some(claims),
             // Signed by us for a host no longer configured: stale, not an attack.
-            Ok(_) => rejected.cookie = Some(Rejection::Expired),
+            Ok(_) => rejected.cookie = Some(Rejection::UnknownHost),
             Err(why) => rejected.cookie = Some(why),
         }
     }

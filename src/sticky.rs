@@ -1,6 +1,6 @@
 //! The sticky cookie codec: an opaque, HMAC-SHA256-signed value naming a host by a keyed tag.
 //!
-//! Layout before base64url (no padding), 66 bytes in all:
+//! Layout before base64url (no padding), 65 bytes in all (87 characters):
 //!
 //! | bytes | field                                                                 |
 //! |-------|-----------------------------------------------------------------------|
@@ -85,6 +85,8 @@ pub enum Rejection {
     Idle,
     /// Times further in the future than this configuration could have issued.
     FromTheFuture,
+    /// Validly signed, for a host that is no longer configured.
+    UnknownHost,
 }
 
 impl Rejection {
@@ -95,6 +97,7 @@ impl Rejection {
             Rejection::Expired => "expired",
             Rejection::Idle => "idle timeout",
             Rejection::FromTheFuture => "times from the future",
+            Rejection::UnknownHost => "host no longer configured",
         }
     }
 }
