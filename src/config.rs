@@ -54,7 +54,7 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a JSON object with `hosts` and `target`")]
 struct RawConfig {
-    hosts: Vec<RawHost>,
+    hosts: Vec<HostSpec>,
     #[serde(default)]
     sources: Vec<RawSource>,
     #[serde(default)]
@@ -64,6 +64,8 @@ struct RawConfig {
     vnodes_per_weight: Option<u32>,
     #[serde(default)]
     health: Option<RawHealth>,
+    #[serde(default)]
+    discovery: Option<RawDiscovery>,
 }
 
 #[derive(Deserialize)]
@@ -102,16 +104,37 @@ struct RawActive {
     healthy_threshold: Option<u32>,
 }
 
-#[derive(Deserialize)]
+/// One host as configured (`hosts[i]`) or as discovered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawHost {
-    address: String,
+pub struct HostSpec {
+    pub address: String,
     #[serde(default)]
-    id: Option<String>,
+    pub id: Option<String>,
     #[serde(default)]
-    weight: Option<u32>,
+    pub weight: Option<u32>,
     #[serde(default)]
-    drain: bool,
+    pub drain: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum RawDiscovery {
+    EnvoyAdmin {
+        cluster: String,
+        target_cluster: String,
+        #[serde(default)]
+        interval_ms: Option<u64>,
+    },
+    Json {
+        cluster: String,
+        path: String,
+        format: RegistryFormat,
+        #[serde(default)]
+        authority: Option<String>,
+        #[serde(default)]
+        interval_ms: Option<u64>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -260,6 +283,29 @@ pub struct HealthConfig {
     pub active: Option<ActiveHealth>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryFormat {
+    /// Consul's `/v1/health/service/<name>` answer.
+    Consul,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoverySource {
+    /// Envoy's own `/clusters?format=json`, read through `cluster` (which reaches the admin
+    /// listener), for the endpoints of `target_cluster`.
+    EnvoyAdmin { target_cluster: String },
+    /// A registry's HTTP API.
+    Registry { path: String, format: RegistryFormat, authority: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub cluster: String,
+    pub source: DiscoverySource,
+    pub interval_ms: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Sorted by id, so a host's index (its ring index) does not depend on config order.
@@ -270,6 +316,7 @@ pub struct Config {
     pub target: Target,
     pub vnodes_per_weight: u32,
     pub health: HealthConfig,
+    pub discovery: Option<Discovery>,
     /// `(tag, host index)` sorted by tag, for pinned lookups in O(log n).
     tags: Vec<(HostTag, usize)>,
     /// `(address, host index)` sorted by address, to attribute a response to its host.
@@ -339,32 +386,91 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             "is empty and no sticky_cookie is configured, so no request could ever stick to a host",
         ));
     }
-    let mut hosts = compile_hosts(raw.hosts, &target, sticky.as_ref())?;
-    hosts.sort_by(|a, b| a.id.cmp(&b.id));
-
-    let total: u64 = hosts.iter().map(|h| u64::from(h.weight) * u64::from(vnodes)).sum();
-    if total > MAX_RING_POINTS {
-        return Err(err(
-            "hosts",
-            format!("total weight × vnodes_per_weight = {total} ring points, more than {MAX_RING_POINTS}"),
-        ));
-    }
-    // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
-    let ring = Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
-        .map_err(|e| err("hosts", e.to_string()))?;
-    if hosts.iter().all(|h| h.drain) {
-        return Err(err("hosts", "every host is draining, so no new session could start"));
-    }
     let health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
-    let mut tags: Vec<_> = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
-    tags.sort_unstable();
-    let mut addresses: Vec<_> = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
-    addresses.sort_unstable();
-    Ok(Config { hosts, ring, sources, sticky, target, vnodes_per_weight: vnodes, health, tags, addresses })
+    let discovery = raw.discovery.map(compile_discovery).transpose()?;
+    let mut config = Config {
+        hosts: Vec::new(),
+        ring: Ring::empty(),
+        sources,
+        sticky,
+        target,
+        vnodes_per_weight: vnodes,
+        health,
+        discovery,
+        tags: Vec::new(),
+        addresses: Vec::new(),
+    };
+    config.set_hosts(raw.hosts)?;
+    Ok(config)
+}
+
+impl Config {
+    /// The same settings over another set of hosts (a discovered membership). Hosts keep their
+    /// ring points and cookie tags as long as they keep their ids.
+    pub fn with_hosts(&self, hosts: Vec<HostSpec>) -> Result<Config, ConfigError> {
+        let mut config = self.clone();
+        config.set_hosts(hosts)?;
+        Ok(config)
+    }
+
+    fn set_hosts(&mut self, specs: Vec<HostSpec>) -> Result<(), ConfigError> {
+        let mut hosts = compile_hosts(specs, &self.target, self.sticky.as_ref())?;
+        hosts.sort_by(|a, b| a.id.cmp(&b.id));
+        let vnodes = self.vnodes_per_weight;
+        let total: u64 = hosts.iter().map(|h| u64::from(h.weight) * u64::from(vnodes)).sum();
+        if total > MAX_RING_POINTS {
+            return Err(err(
+                "hosts",
+                format!(
+                    "total weight × vnodes_per_weight = {total} ring points, more than {MAX_RING_POINTS}"
+                ),
+            ));
+        }
+        if hosts.iter().all(|h| h.drain) {
+            return Err(err("hosts", "every host is draining, so no new session could start"));
+        }
+        // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
+        self.ring = Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
+            .map_err(|e| err("hosts", e.to_string()))?;
+        self.tags = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
+        self.tags.sort_unstable();
+        self.addresses = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
+        self.addresses.sort_unstable();
+        self.hosts = hosts;
+        Ok(())
+    }
+}
+
+fn compile_discovery(raw: RawDiscovery) -> Result<Discovery, ConfigError> {
+    let (cluster, interval_ms, source) = match raw {
+        RawDiscovery::EnvoyAdmin { cluster, target_cluster, interval_ms } => {
+            if target_cluster.is_empty() {
+                return Err(err("discovery.target_cluster", "must not be empty"));
+            }
+            (cluster, interval_ms, DiscoverySource::EnvoyAdmin { target_cluster })
+        }
+        RawDiscovery::Json { cluster, path, format, authority, interval_ms } => {
+            if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(err(
+                    "discovery.path",
+                    format!("{path:?} must start with / and contain no spaces"),
+                ));
+            }
+            (cluster, interval_ms, DiscoverySource::Registry { path, format, authority })
+        }
+    };
+    if cluster.is_empty() || cluster.len() > 256 {
+        return Err(err("discovery.cluster", format!("{cluster:?} must be 1 to 256 bytes")));
+    }
+    let interval_ms = interval_ms.unwrap_or(1000);
+    if !(100..=3_600_000).contains(&interval_ms) {
+        return Err(err("discovery.interval_ms", format!("{interval_ms} is out of range 100..=3600000")));
+    }
+    Ok(Discovery { cluster, source, interval_ms })
 }
 
 fn compile_hosts(
-    raw: Vec<RawHost>,
+    raw: Vec<HostSpec>,
     target: &Target,
     sticky: Option<&Sticky>,
 ) -> Result<Vec<Host>, ConfigError> {

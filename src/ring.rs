@@ -50,6 +50,11 @@ fn point_hash(id: &[u8], replica: u32, buf: &mut Vec<u8>) -> u64 {
 }
 
 impl Ring {
+    /// A ring with no points, a placeholder until hosts are set.
+    pub(crate) fn empty() -> Ring {
+        Ring { points: Vec::new(), hosts: 0 }
+    }
+
     /// Builds the ring from `(id, points)` per host; a host's index is its position in `hosts`.
     pub fn build<'a>(hosts: impl ExactSizeIterator<Item = (&'a [u8], u32)>) -> Result<Ring, RingError> {
         let count = hosts.len();

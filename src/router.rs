@@ -90,22 +90,39 @@ pub fn decide(
     let mut rejected = Rejections::default();
     let takes_new = |h: usize| takes_new(cfg, health, h);
 
-    if let Some(claims) = pinned_claims(cfg, req, now, &mut rejected)
-        && let Some(host) = cfg.host_by_tag(claims.host)
-    {
-        if health.is_up(host) {
+    if let Some(claims) = pinned_claims(cfg, req, now, &mut rejected) {
+        let pinned = cfg.host_by_tag(claims.host);
+        if let Some(host) = pinned.filter(|&h| health.is_up(h)) {
             let set_cookie =
                 needs_refresh(cfg, &claims, now).then(|| issue(cfg, claims, host, now)).flatten();
             return Decision { host, kind: Kind::Pinned, point: claims.point, set_cookie, rejected };
         }
-        // The pinned host is down: move to the ring successor and re-pin there, so the session
-        // does not bounce back when the old host returns. With nowhere to go, stay (Envoy
-        // answers 503) and issue nothing.
-        let (host, kind, set_cookie) = match cfg.ring.first_eligible(claims.point, takes_new) {
-            Some(next) => (next, Kind::Failover, issue(cfg, claims, next, now)),
-            None => (host, Kind::Pinned, None),
-        };
-        return Decision { host, kind, point: claims.point, set_cookie, rejected };
+        // The pinned host is down or no longer a member: move to the ring successor of the
+        // session's point and re-pin there, so the session does not bounce back when the old
+        // host returns, and every replica picks the same successor.
+        match cfg.ring.first_eligible(claims.point, takes_new) {
+            Some(next) => {
+                let set_cookie = issue(cfg, claims, next, now);
+                return Decision {
+                    host: next,
+                    kind: Kind::Failover,
+                    point: claims.point,
+                    set_cookie,
+                    rejected,
+                };
+            }
+            // Nowhere to go: stay (Envoy answers 503) and issue nothing.
+            None => {
+                let host = pinned.unwrap_or_else(|| cfg.ring.owner(claims.point));
+                return Decision {
+                    host,
+                    kind: Kind::Pinned,
+                    point: claims.point,
+                    set_cookie: None,
+                    rejected,
+                };
+            }
+        }
     }
 
     let (point, session_id, kind) = match session_key(cfg, req, now, &mut rejected) {
@@ -156,6 +173,7 @@ pub fn target_value(cfg: &Config, d: &Decision, health: &(impl Health + ?Sized))
 }
 
 /// The first sticky cookie of our name that verifies, recording why others were rejected.
+/// It may name a host that is no longer configured: the caller moves that session on.
 fn pinned_claims(
     cfg: &Config,
     req: &impl RequestView,
@@ -167,9 +185,7 @@ fn pinned_claims(
         Policy { ttl_seconds: sticky.ttl_seconds, idle_timeout_seconds: sticky.idle_timeout_seconds };
     for value in cookie::values(req.header_values("cookie"), &sticky.name).take(MAX_STICKY_CANDIDATES) {
         match sticky::decode(&sticky.key, value, policy, now) {
-            Ok(claims) if cfg.host_by_tag(claims.host).is_some() => return Some(claims),
-            // Signed by us for a host no longer configured: stale, not an attack.
-            Ok(_) => rejected.cookie = Some(Rejection::UnknownHost),
+            Ok(claims) => return Some(claims),
             Err(why) => rejected.cookie = Some(why),
         }
     }

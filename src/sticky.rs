@@ -85,8 +85,6 @@ pub enum Rejection {
     Idle,
     /// Times further in the future than this configuration could have issued.
     FromTheFuture,
-    /// Validly signed, for a host that is no longer configured.
-    UnknownHost,
 }
 
 impl Rejection {
@@ -97,7 +95,6 @@ impl Rejection {
             Rejection::Expired => "expired",
             Rejection::Idle => "idle timeout",
             Rejection::FromTheFuture => "times from the future",
-            Rejection::UnknownHost => "host no longer configured",
         }
     }
 }

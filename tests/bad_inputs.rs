@@ -24,6 +24,7 @@ use session_router::sticky::{self, Claims, ENCODED_LEN, MAX_SKEW_SECONDS, Reject
 
 const NOW: u64 = 1_700_000_000;
 const TTL: u64 = 3600;
+const POLICY: sticky::Policy = sticky::Policy { ttl_seconds: TTL, idle_timeout_seconds: None };
 const IDLE: u64 = 600;
 const SECRET: &str = "bad-inputs-secret-0123456789abcdef0123";
 const OTHER_SECRET: &str = "another-secret-entirely-0123456789abcdef";
@@ -965,22 +966,32 @@ fn c16_cookie_for_a_host_no_longer_configured() {
         }
     }
     let stale = stale.expect("some session on 10.0.0.4");
-    rejected_and_replaced(&cfg, "C16 host removed", &stale, Rejection::UnknownHost);
-    let d = run(&cfg, &cookie(format!("srv={stale}")).h("x-user-id", "u1"), NOW);
-    assert_eq!(
-        (d.kind, d.rejected.cookie),
-        (Kind::Hashed(HEADER), Some(Rejection::UnknownHost)),
-        "C16 falls through"
-    );
+    // Validly signed for a host that left: the session moves to the ring successor of its point
+    // (what every replica computes), keeps its id and expiry, and is re-pinned there.
+    let claims = sticky::decode(&cfg.sticky.as_ref().unwrap().key, stale.as_bytes(), POLICY, NOW).unwrap();
+    for request in [cookie(format!("srv={stale}")), cookie(format!("srv={stale}")).h("x-user-id", "u1")] {
+        let d = run(&cfg, &request, NOW);
+        assert_eq!((d.kind, d.rejected.cookie), (Kind::Failover, None), "C16 host removed");
+        assert_eq!(d.host, cfg.ring.owner(claims.point), "C16 moves to the ring successor");
+        let moved =
+            sticky::decode(&cfg.sticky.as_ref().unwrap().key, issued(&d).as_bytes(), POLICY, NOW).unwrap();
+        assert_eq!(
+            (moved.session_id, moved.point, moved.expires_at),
+            (claims.session_id, claims.point, claims.expires_at),
+            "C16 same session"
+        );
+        assert_eq!(cfg.host_by_tag(moved.host), Some(d.host));
+    }
     // Sessions on hosts that remain are not disturbed.
     let (value, address) = kept.unwrap();
     let d = run(&cfg, &cookie(format!("srv={value}")), NOW);
     assert_eq!((d.kind, cfg.hosts[d.host].address.to_string()), (Kind::Pinned, address), "C16 kept host");
-    // A validly signed tag that names no host at all.
+    // A validly signed tag that names no host at all is handled the same way.
     let key = &cfg.sticky.as_ref().unwrap().key;
     let c =
         Claims { session_id: [1; 16], point: 7, host: [0xab; 8], expires_at: NOW + TTL, refreshed_at: NOW };
-    rejected_and_replaced(&cfg, "C16 unknown tag", &sticky::encode(key, &c), Rejection::UnknownHost);
+    let d = run(&cfg, &cookie(format!("srv={}", sticky::encode(key, &c))), NOW);
+    assert_eq!((d.kind, d.host), (Kind::Failover, cfg.ring.owner(7)), "C16 unknown tag");
 }
 
 #[test]
