@@ -2,7 +2,7 @@
 //! Host calls go through `proxy_wasm::hostcalls` so an error is handled, never unwrapped.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -11,7 +11,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
-use crate::config::Config;
+use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
+use crate::discovery::{self, MAX_BODY_BYTES};
 use crate::health::flags;
 use crate::metrics::Metrics;
 use crate::murmur3::murmur3_x64_128;
@@ -43,6 +44,13 @@ fn random_id() -> [u8; 16] {
     id
 }
 
+/// The tick period: the shortest of the probe interval and half the poll interval.
+fn tick_ms(cfg: &Config) -> Option<u64> {
+    let probe = cfg.health.active.as_ref().map(|a| a.interval_ms);
+    let poll = cfg.discovery.as_ref().map(|d| d.interval_ms / 2);
+    probe.into_iter().chain(poll).min().map(|ms| ms.max(50))
+}
+
 fn property_u64(path: &[&str]) -> Option<u64> {
     let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
     Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
@@ -54,30 +62,51 @@ fn property_string(path: &[&str]) -> Option<String> {
 }
 
 pub struct Root {
+    /// The plugin configuration as pushed, with its static hosts (the seed and fallback).
+    base: Option<Rc<Config>>,
+    /// What requests use: `base`, or `base` over the discovered membership.
     config: Option<Rc<Config>>,
+    /// Bumped whenever `config` changes, so cached per-host state is recomputed.
+    config_epoch: u64,
+    /// Membership generation applied to `config` (0: the static hosts).
+    generation: u64,
     metrics: Metrics,
     health: Rc<RefCell<HealthView>>,
-    /// Identifies this VM in the active-probe lease.
+    /// Identifies this VM in the lease.
     lease_owner: u64,
     /// In-flight probes: call token → host index.
     probes: HashMap<u32, usize>,
+    /// In-flight discovery polls.
+    polls: HashSet<u32>,
+    next_probe_ms: u64,
+    next_poll_ms: u64,
 }
 
 impl Default for Root {
     fn default() -> Root {
         let id = random_id();
         Root {
+            base: None,
             config: None,
+            config_epoch: 0,
+            generation: 0,
             metrics: Metrics::default(),
             health: Rc::default(),
             lease_owner: u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
             probes: HashMap::new(),
+            polls: HashSet::new(),
+            next_probe_ms: 0,
+            next_poll_ms: 0,
         }
     }
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _trailers: usize) {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if self.polls.remove(&token) {
+            self.on_poll_response(body_size);
+            return;
+        }
         let Some(host) = self.probes.remove(&token) else { return };
         let (Some(cfg), Some(active)) =
             (self.config.clone(), self.config.as_ref().and_then(|c| c.health.active.clone()))
@@ -98,12 +127,115 @@ impl Context for Root {
 }
 
 impl Root {
-    fn send_probes(&mut self, cfg: &Config) {
-        let Some(active) = &cfg.health.active else { return };
-        let now = now_ms();
-        if !shared::hold_lease(self.lease_owner, now, active.interval_ms.saturating_mul(3)) {
+    fn set_config(&mut self, config: Config) {
+        self.config = Some(Rc::new(config));
+        self.config_epoch += 1;
+    }
+
+    /// Switches to the membership the polling worker published, if it is newer than ours.
+    fn apply_membership(&mut self) {
+        let Some(base) = self.base.clone().filter(|b| b.discovery.is_some()) else { return };
+        let Some((membership, _)) = shared::read_membership() else { return };
+        if membership.generation == self.generation {
             return;
         }
+        match base.with_hosts(membership.hosts) {
+            Ok(config) => {
+                self.metrics.membership(membership.generation, config.hosts.len());
+                self.set_config(config);
+                self.generation = membership.generation;
+            }
+            Err(e) => {
+                warn!("session-router: membership generation {} not applied: {e}", membership.generation);
+                self.generation = membership.generation;
+            }
+        }
+    }
+
+    fn poll_membership(&mut self, base: &Config, now: u64) {
+        let Some(discovery) = &base.discovery else { return };
+        if now < self.next_poll_ms {
+            return;
+        }
+        self.next_poll_ms = now + discovery.interval_ms;
+        let (path, authority) = match &discovery.source {
+            DiscoverySource::EnvoyAdmin { .. } => ("/clusters?format=json", "envoy-admin"),
+            DiscoverySource::Registry { path, authority, .. } => {
+                (path.as_str(), authority.as_deref().unwrap_or(discovery.cluster.as_str()))
+            }
+        };
+        let headers = vec![(":method", "GET"), (":path", path), (":authority", authority)];
+        let timeout = Duration::from_millis(discovery.interval_ms.clamp(100, 5000));
+        match hostcalls::dispatch_http_call(&discovery.cluster, headers, None, vec![], timeout) {
+            Ok(token) => {
+                self.polls.insert(token);
+            }
+            Err(e) => self.poll_failed(&format!("cannot call cluster {}: {e:?}", discovery.cluster)),
+        }
+    }
+
+    fn poll_failed(&self, why: &str) {
+        self.metrics.poll_failed();
+        warn!("session-router: discovery poll failed, keeping the last good membership: {why}");
+    }
+
+    fn on_poll_response(&mut self, body_size: usize) {
+        let Some(base) = self.base.clone() else { return };
+        let Some(discovery) = &base.discovery else { return };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+        if status.as_deref() != Some("200") {
+            return self
+                .poll_failed(&format!("status {}", status.as_deref().unwrap_or("none (timeout or reset)")));
+        }
+        if body_size > MAX_BODY_BYTES {
+            return self.poll_failed(&format!("answer of {body_size} bytes is over {MAX_BODY_BYTES}"));
+        }
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten();
+        let seeds: Vec<HostSpec> = base
+            .hosts
+            .iter()
+            .map(|h| HostSpec {
+                address: h.address.to_string(),
+                id: Some(h.id.clone()),
+                weight: None,
+                drain: false,
+            })
+            .collect();
+        let body = body.unwrap_or_default();
+        let parsed = match &discovery.source {
+            DiscoverySource::EnvoyAdmin { target_cluster } => {
+                discovery::parse_envoy_clusters(&body, target_cluster, &seeds)
+            }
+            DiscoverySource::Registry { format: RegistryFormat::Consul, .. } => {
+                discovery::parse_consul(&body, &seeds)
+            }
+        };
+        let hosts = match parsed.and_then(|hosts| match base.with_hosts(hosts.clone()) {
+            Ok(_) => Ok(hosts),
+            Err(e) => Err(discovery::DiscoveryError(e.to_string())),
+        }) {
+            Ok(hosts) => hosts,
+            Err(e) => return self.poll_failed(&e.0),
+        };
+        if let Some((next, previous)) = shared::publish_membership(hosts) {
+            let (added, removed) = previous.diff(&next.hosts);
+            info!(
+                "session-router: membership generation {}: {} hosts, added [{}], removed [{}]",
+                next.generation,
+                next.hosts.len(),
+                added.join(", "),
+                removed.join(", ")
+            );
+            self.apply_membership();
+        }
+    }
+
+    fn send_probes(&mut self, cfg: &Config, now: u64) {
+        let Some(active) = &cfg.health.active else { return };
+        if now < self.next_probe_ms {
+            return;
+        }
+        self.next_probe_ms = now + active.interval_ms;
         let timeout = Duration::from_millis(active.timeout_ms);
         for (i, host) in cfg.hosts.iter().enumerate() {
             let address = host.address.to_string();
@@ -166,24 +298,41 @@ impl RootContext for Root {
             }
         );
         self.metrics = Metrics::define();
-        let tick =
-            config.health.active.as_ref().map_or(Duration::ZERO, |a| Duration::from_millis(a.interval_ms));
+        // Ticks drive probes and polls (by whichever worker holds the lease) and, in every worker,
+        // picking up a newly published membership within half a poll interval.
+        let tick = tick_ms(&config).map_or(Duration::ZERO, Duration::from_millis);
         if let Err(e) = hostcalls::set_tick_period(tick) {
-            warn!("session-router: cannot set the probe interval: {e:?}");
+            warn!("session-router: cannot set the tick period: {e:?}");
         }
-        self.config = Some(Rc::new(config));
+        let config = Rc::new(config);
+        self.base = Some(config.clone());
+        self.config = Some(config);
+        self.config_epoch += 1;
+        self.generation = 0;
+        // A reload keeps following the discovered membership, not the seed list.
+        self.apply_membership();
+        if let Some(cfg) = &self.config {
+            self.metrics.membership(self.generation, cfg.hosts.len());
+        }
         true
     }
 
     fn on_tick(&mut self) {
-        if let Some(cfg) = self.config.clone() {
-            self.send_probes(&cfg);
+        self.apply_membership();
+        let (Some(base), Some(cfg)) = (self.base.clone(), self.config.clone()) else { return };
+        let now = now_ms();
+        let lease_ms = tick_ms(&base).unwrap_or(1000).saturating_mul(6);
+        if !shared::hold_lease(self.lease_owner, now, lease_ms) {
+            return;
         }
+        self.poll_membership(&base, now);
+        self.send_probes(&cfg, now);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             config: self.config.clone(),
+            config_epoch: self.config_epoch,
             metrics: self.metrics,
             health: self.health.clone(),
             decision: None,
@@ -197,6 +346,7 @@ impl RootContext for Root {
 
 struct Http {
     config: Option<Rc<Config>>,
+    config_epoch: u64,
     metrics: Metrics,
     health: Rc<RefCell<HealthView>>,
     decision: Option<Decision>,
@@ -236,7 +386,7 @@ impl HttpContext for Http {
         let now = now_ms();
         let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
         let mut health = self.health.borrow_mut();
-        if checks_health && health.refresh(&cfg, now) {
+        if checks_health && health.refresh(&cfg, self.config_epoch, now) {
             self.metrics.healthy_hosts(&cfg, health.down());
         }
         let down = health.down();

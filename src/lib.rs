@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod cookie;
+pub mod discovery;
 pub mod filter;
 pub mod health;
 pub mod jwt;

@@ -26,6 +26,9 @@ pub struct Metrics {
     probes_sent: u32,
     probes_failed: u32,
     healthy_hosts: u32,
+    generation: u32,
+    hosts: u32,
+    polls_failed: u32,
 }
 
 impl Default for Metrics {
@@ -44,6 +47,9 @@ impl Default for Metrics {
             probes_sent: UNDEFINED,
             probes_failed: UNDEFINED,
             healthy_hosts: UNDEFINED,
+            generation: UNDEFINED,
+            hosts: UNDEFINED,
+            polls_failed: UNDEFINED,
         }
     }
 }
@@ -78,6 +84,9 @@ impl Metrics {
             probes_sent: counter("session_router.health.probes_sent"),
             probes_failed: counter("session_router.health.probes_failed"),
             healthy_hosts: define(MetricType::Gauge, "session_router.health.healthy_hosts"),
+            generation: define(MetricType::Gauge, "session_router.membership.generation"),
+            hosts: define(MetricType::Gauge, "session_router.membership.hosts"),
+            polls_failed: counter("session_router.membership.polls_failed"),
         }
     }
 
@@ -119,6 +128,19 @@ impl Metrics {
         if self.healthy_hosts != UNDEFINED {
             let down = down.map_or(0, |d| d.iter().filter(|&&d| d).count());
             let _ = hostcalls::record_metric(self.healthy_hosts, (cfg.hosts.len() - down) as u64);
+        }
+    }
+
+    pub fn poll_failed(&self) {
+        add(self.polls_failed, 1);
+    }
+
+    /// The membership generation this worker routes with, and its host count.
+    pub fn membership(&self, generation: u64, hosts: usize) {
+        for (id, value) in [(self.generation, generation), (self.hosts, hosts as u64)] {
+            if id != UNDEFINED {
+                let _ = hostcalls::record_metric(id, value);
+            }
         }
     }
 }

@@ -5,11 +5,13 @@ use log::{debug, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
-use crate::config::Config;
+use crate::config::{Config, HostSpec};
+use crate::discovery::Membership;
 use crate::health::{Event, Table};
 
 pub const HEALTH_KEY: &str = "session_router.health.v1";
-const LEASE_KEY: &str = "session_router.probe_lease.v1";
+const LEASE_KEY: &str = "session_router.lease.v1";
+pub const MEMBERSHIP_KEY: &str = "session_router.membership.v1";
 /// A contended update is retried this often, then dropped: never fail a request over it.
 const CAS_RETRIES: usize = 8;
 
@@ -23,13 +25,13 @@ pub struct HealthView {
     /// When `down` must be recomputed even if the table did not change (an ejection ends).
     valid_until_ms: u64,
     /// The config `down` was computed for (host indices change with the config).
-    config_hosts: usize,
+    config_epoch: u64,
 }
 
 impl HealthView {
     /// Refreshes from shared data (one host call; zero bytes while every host is healthy).
     /// Returns whether the set of down hosts was recomputed.
-    pub fn refresh(&mut self, cfg: &Config, now_ms: u64) -> bool {
+    pub fn refresh(&mut self, cfg: &Config, config_epoch: u64, now_ms: u64) -> bool {
         let (bytes, cas) = match hostcalls::get_shared_data(HEALTH_KEY) {
             Ok(r) => r,
             Err(e) => {
@@ -37,14 +39,14 @@ impl HealthView {
                 return false;
             }
         };
-        if cas == self.cas && now_ms < self.valid_until_ms && self.config_hosts == cfg.hosts.len() {
+        if cas == self.cas && now_ms < self.valid_until_ms && self.config_epoch == config_epoch {
             return false;
         }
         self.table = Table::decode(bytes.as_deref().unwrap_or_default());
         self.cas = cas;
         self.down = self.table.down_hosts(cfg, now_ms);
         self.valid_until_ms = self.table.next_change_ms(now_ms);
-        self.config_hosts = cfg.hosts.len();
+        self.config_epoch = config_epoch;
         true
     }
 
@@ -109,7 +111,41 @@ pub fn log_event(cfg: &Config, host: usize, event: Event, now_ms: u64) {
     }
 }
 
-/// Takes or renews the active-probe lease for `ttl_ms`; true while this worker holds it.
+/// The membership published by the polling worker, if any.
+pub fn read_membership() -> Option<(Membership, Option<u32>)> {
+    let (bytes, cas) = hostcalls::get_shared_data(MEMBERSHIP_KEY).ok()?;
+    Some((Membership::decode(&bytes?)?, cas))
+}
+
+/// Publishes `hosts` as the next generation unless they are what is published already.
+/// Returns the new membership and the previous one, when it changed.
+pub fn publish_membership(hosts: Vec<HostSpec>) -> Option<(Membership, Membership)> {
+    for _ in 0..CAS_RETRIES {
+        let (current, cas) = match hostcalls::get_shared_data(MEMBERSHIP_KEY) {
+            Ok((bytes, cas)) => (bytes.as_deref().and_then(Membership::decode).unwrap_or_default(), cas),
+            Err(e) => {
+                warn!("session-router: cannot read membership: {e:?}");
+                return None;
+            }
+        };
+        if current.hosts == hosts {
+            return None;
+        }
+        let next = Membership { generation: current.generation + 1, hosts: hosts.clone() };
+        match hostcalls::set_shared_data(MEMBERSHIP_KEY, Some(&next.encode()), cas) {
+            Ok(()) => return Some((next, current)),
+            Err(Status::CasMismatch) => continue,
+            Err(e) => {
+                warn!("session-router: cannot publish membership: {e:?}");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Takes or renews the lease (active probes, discovery polls) for `ttl_ms`; true while this
+/// worker holds it, so N workers do not do N times the work.
 pub fn hold_lease(owner: u64, now_ms: u64, ttl_ms: u64) -> bool {
     let Ok((bytes, cas)) = hostcalls::get_shared_data(LEASE_KEY) else { return false };
     let current = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| {
