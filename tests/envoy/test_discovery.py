@@ -182,3 +182,62 @@ def test_follows_a_consul_registry_and_survives_bad_answers(upstreams, start_env
     finally:
         registry.shutdown()
         registry.server_close()
+
+
+def test_a_config_reload_moves_no_session_whose_host_remains(upstreams, start_envoy, tmp_path):
+    """A new filter config pushed through LDS: reordering keys and hosts moves nothing; adding a
+    host moves no cookie session and about 1/(N+1) of the hashed ones, all to the new host."""
+    ups = upstreams(4)
+    lds = tmp_path / "lds" / "listeners.yaml"
+    lds.parent.mkdir()
+    port = free_port()
+    listener_holder = {}
+
+    def write_lds(filter_cfg):
+        listener = json.loads(json.dumps(listener_holder["listener"]))
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        (wasm,) = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm"]
+        wasm["typed_config"]["config"]["configuration"]["value"] = json.dumps(filter_cfg)
+        listener["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener"
+        tmp = lds.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump({"resources": [listener]}))
+        os.rename(tmp, lds)
+
+    def edit(config):
+        config["node"] = {"id": "session-router-test", "cluster": "test"}
+        (listener,) = config["static_resources"].pop("listeners")
+        listener["address"]["socket_address"]["port_value"] = port
+        listener_holder["listener"] = listener
+        write_lds(first)
+        config["dynamic_resources"] = {"lds_config": {"resource_api_version": "V3", "path_config_source": {
+            "path": str(lds), "watched_directory": {"path": str(lds.parent)}}}}
+
+    def cfg(hosts):
+        return {"hosts": [{"address": u.addr, "id": f"pod-{i}"} for i, u in hosts],
+                "sources": [{"type": "header", "name": "x-user-id"}],
+                "sticky_cookie": {"name": "srv", "ttl_seconds": 3600, "secret": SECRET, "secure": False},
+                "target": {"header": "x-gateway-destination-endpoint", "fallbacks": 1}}
+
+    first = cfg(list(enumerate(ups[:3])))
+    envoy = start_envoy("override_host", first, [u.addr for u in ups], edit=edit)
+    keys = [f"user-{i}" for i in range(300)]
+    cookies = [next(v.split(";")[0] for k, v in http(envoy, "/")[1] if k == "set-cookie") for _ in range(60)]
+    before, pinned_before = snapshot(envoy, keys, cookies)
+
+    def reload(filter_cfg):
+        updates = envoy.stats().get("listener_manager.lds.update_success", 0)
+        write_lds(filter_cfg)
+        assert wait_for(lambda: envoy.stats().get("listener_manager.lds.update_success", 0) > updates, 5)
+        time.sleep(0.3)  # the new filter chain takes new connections once its VMs are configured
+
+    reordered = cfg(list(reversed(list(enumerate(ups[:3])))))
+    reordered = {k: reordered[k] for k in reversed(list(reordered))}
+    reload(reordered)
+    assert snapshot(envoy, keys, cookies) == (before, pinned_before), "a reload that keeps the hosts moved sessions"
+
+    reload(cfg(list(enumerate(ups))))
+    after, pinned_after = snapshot(envoy, keys, cookies)
+    moved = [k for k in keys if after[k] != before[k]]
+    assert pinned_after == pinned_before, "a cookie session moved when a host was added"
+    assert all(after[k] == ups[3].name for k in moved), "a hashed session moved between old hosts"
+    assert 0.12 <= len(moved) / len(keys) <= 0.40, f"{len(moved)}/{len(keys)} moved (optimal 1/4)"
