@@ -6,18 +6,10 @@
 use serde_json::json;
 use session_router::config::{Config, HostSpec};
 use session_router::discovery::{Membership, parse_consul, parse_envoy_clusters};
-use session_router::router::{AllUp, Kind, RequestView, decide};
+mod common;
 
-struct Req(Vec<(String, Vec<u8>)>);
-
-impl RequestView for Req {
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
-    }
-    fn source_address(&self) -> Option<String> {
-        None
-    }
-}
+use common::Req;
+use session_router::router::{AllUp, Kind, decide};
 
 fn host(address: &str, hostname: &str, eds: &str) -> serde_json::Value {
     let (ip, port) = address.rsplit_once(':').unwrap();

@@ -4,24 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use session_router::config::Config;
-use session_router::router::{AllUp, Decision, Kind, RequestView, decide, target_value};
+mod common;
+
+use common::req;
+use session_router::router::{AllUp, Decision, Kind, decide, target_value};
 
 const NOW: u64 = 1_700_000_000;
-
-struct Req(Vec<(String, Vec<u8>)>);
-
-impl RequestView for Req {
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
-    }
-    fn source_address(&self) -> Option<String> {
-        None
-    }
-}
-
-fn req(pairs: &[(&str, &str)]) -> Req {
-    Req(pairs.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect())
-}
 
 fn config(n: usize, extra_host: &str, target: &str) -> Config {
     let hosts: Vec<String> =
