@@ -1,0 +1,258 @@
+//! Filter configuration: serde structs that mirror the JSON exactly (`deny_unknown_fields`),
+//! validated and compiled into the runtime [`Config`] with its ring, or rejected with an error
+//! that names the field, the value and why.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+mod compile;
+mod raw;
+
+pub use raw::HostSpec;
+
+use crate::health::{Passive, ProbeThresholds};
+use crate::ring::Ring;
+use crate::sticky::{CookieKey, HostTag};
+
+/// Ring points per unit of weight: 256 spreads 10 hosts within ~9% of the mean and keeps a
+/// 1000-host ring at 2 MiB (`cargo run --release --example spread` prints the trade-off).
+pub const DEFAULT_VNODES_PER_WEIGHT: u32 = 256;
+/// Upper bounds that keep the ring's build time and memory bounded whatever the config says.
+pub const MAX_VNODES_PER_WEIGHT: u32 = 4096;
+pub const MAX_WEIGHT: u32 = 1000;
+pub const MAX_RING_POINTS: u64 = 4_000_000;
+pub const MAX_CONFIG_HOSTS: usize = 10_000;
+/// HMAC-SHA256 keys shorter than the hash output weaken it (RFC 2104 §3).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Browsers cap `Max-Age` at 400 days (RFC 6265bis); a longer lifetime would be silently cut.
+pub const MAX_TTL_SECONDS: u64 = 400 * 24 * 3600;
+pub const MAX_FALLBACKS: u32 = 16;
+/// Largest session key taken from any source; longer values are bad input.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where: `hosts[2].address`, `sticky_cookie.secret`, or `config` for the whole document.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), reason: reason.into() }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// `ip:port`, as ORIGINAL_DST and the override_host policy read it.
+    Plain,
+    /// Standard base64 of `ip:port`, as `envoy.http.stateful_session.header` reads it.
+    Base64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Cookie { name: String },
+    Jwt { header: String, prefix: String, claim: String },
+    Header { name: String },
+    Query { name: String },
+    SourceIp,
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Cookie { .. } => "cookie",
+            Source::Jwt { .. } => "jwt",
+            Source::Header { .. } => "header",
+            Source::Query { .. } => "query",
+            Source::SourceIp => "source_ip",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Stable identity hashed onto the ring: the config `id`, else the address as written.
+    pub id: String,
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// `target.header` value naming this host alone, encoded once at configure time.
+    pub header_value: String,
+    /// Opaque tag naming this host inside sticky cookies (keyed by the cookie secret).
+    pub tag: Option<HostTag>,
+    /// Keeps serving its pinned sessions, takes no new ones.
+    pub drain: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sticky {
+    pub name: String,
+    pub ttl_seconds: u64,
+    pub idle_timeout_seconds: Option<u64>,
+    pub key: CookieKey,
+    pub path: String,
+    pub domain: Option<String>,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: SameSite,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub header: String,
+    pub encoding: Encoding,
+    pub fallbacks: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActiveHealth {
+    pub cluster: String,
+    pub path: String,
+    /// `:authority` of probes; the probed host's address when unset.
+    pub authority: Option<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub thresholds: ProbeThresholds,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HealthConfig {
+    pub passive: Option<Passive>,
+    pub active: Option<ActiveHealth>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryFormat {
+    /// Consul's `/v1/health/service/<name>` answer.
+    Consul,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoverySource {
+    /// Envoy's own `/clusters?format=json`, read through `cluster` (which reaches the admin
+    /// listener), for the endpoints of `target_cluster`.
+    EnvoyAdmin { target_cluster: String },
+    /// A registry's HTTP API.
+    Registry { path: String, format: RegistryFormat, authority: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub cluster: String,
+    pub source: DiscoverySource,
+    pub interval_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Sorted by id, so a host's index (its ring index) does not depend on config order.
+    pub hosts: Vec<Host>,
+    pub ring: Ring,
+    pub sources: Vec<Source>,
+    pub sticky: Option<Sticky>,
+    pub target: Target,
+    pub vnodes_per_weight: u32,
+    pub health: HealthConfig,
+    pub discovery: Option<Discovery>,
+    /// `(tag, host index)` sorted by tag, for pinned lookups in O(log n).
+    tags: Vec<(HostTag, usize)>,
+    /// `(address, host index)` sorted by address, to attribute a response to its host.
+    addresses: Vec<(SocketAddr, usize)>,
+}
+
+impl Config {
+    /// The host a sticky cookie's tag names, if it is still configured.
+    pub fn host_by_tag(&self, tag: HostTag) -> Option<usize> {
+        let i = self.tags.binary_search_by(|(t, _)| t.cmp(&tag)).ok()?;
+        self.tags.get(i).map(|&(_, host)| host)
+    }
+
+    /// The host with this id (hosts are sorted by id).
+    pub fn host_by_id(&self, id: &str) -> Option<usize> {
+        self.hosts.binary_search_by(|h| h.id.as_str().cmp(id)).ok()
+    }
+
+    /// The host at this `ip:port`, e.g. Envoy's `upstream.address`.
+    pub fn host_by_address(&self, address: &str) -> Option<usize> {
+        let address: SocketAddr = address.parse().ok()?;
+        let i = self.addresses.binary_search_by(|(a, _)| a.cmp(&address)).ok()?;
+        self.addresses.get(i).map(|&(_, host)| host)
+    }
+
+    /// Parses, validates and compiles a configuration. `env` reads the proxy's environment
+    /// (for `sticky_cookie.secret_env`).
+    pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        if json.iter().all(u8::is_ascii_whitespace) {
+            return Err(err("config", "is empty; a JSON object with `hosts` and `target` is required"));
+        }
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                err("config", format!("is not valid JSON: {inner}"))
+            } else {
+                let field = if path == "." { "config".to_owned() } else { path };
+                err(field, inner.to_string())
+            }
+        })?;
+        de.end().map_err(|e| err("config", format!("is not valid JSON: {e}")))?;
+        compile::compile(raw, &env)
+    }
+}
+
+impl Config {
+    /// The same settings over another set of hosts (a discovered membership). Hosts keep their
+    /// ring points and cookie tags as long as they keep their ids.
+    pub fn with_hosts(&self, hosts: Vec<HostSpec>) -> Result<Config, ConfigError> {
+        let mut config = self.clone();
+        config.set_hosts(hosts)?;
+        Ok(config)
+    }
+
+    fn set_hosts(&mut self, specs: Vec<HostSpec>) -> Result<(), ConfigError> {
+        let mut hosts = compile::compile_hosts(specs, &self.target, self.sticky.as_ref())?;
+        hosts.sort_by(|a, b| a.id.cmp(&b.id));
+        let vnodes = self.vnodes_per_weight;
+        let total: u64 = hosts.iter().map(|h| u64::from(h.weight) * u64::from(vnodes)).sum();
+        if total > MAX_RING_POINTS {
+            return Err(err(
+                "hosts",
+                format!(
+                    "total weight × vnodes_per_weight = {total} ring points, more than {MAX_RING_POINTS}"
+                ),
+            ));
+        }
+        if hosts.iter().all(|h| h.drain) {
+            return Err(err("hosts", "every host is draining, so no new session could start"));
+        }
+        // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
+        self.ring = Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
+            .map_err(|e| err("hosts", e.to_string()))?;
+        self.tags = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
+        self.tags.sort_unstable();
+        self.addresses = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
+        self.addresses.sort_unstable();
+        self.hosts = hosts;
+        Ok(())
+    }
+}
