@@ -16,15 +16,17 @@ from harness import (
     REPO,
     Envoy,
     Upstream,
+    filter_counters,
     find_envoy,
     http,
     render_config,
+    wait_for,
     wasm_path,
 )
 
 __all__ = [
     "LOG_TAIL_LINES", "MODES", "READY_TIMEOUT_S", "REPO", "Envoy", "Upstream",
-    "envoy_bin", "http", "render_config", "require_wasm",
+    "envoy_bin", "filter_counters", "http", "render_config", "require_wasm", "wait_for",
 ]
 
 _STARTED_ENVOYS = pytest.StashKey[list]()

@@ -304,3 +304,19 @@ def http(envoy, path, headers=(), method="GET", body=None, timeout=10):
     except ValueError:
         content = raw.decode(errors="replace")
     return response.status, response_headers, content
+
+
+def filter_counters(envoy):
+    """The filter's metrics by their documented names (Envoy files them under `wasmcustom.`)."""
+    prefix = "wasmcustom."
+    return {k[len(prefix):]: v for k, v in envoy.stats().items() if k.startswith(prefix + "session_router.")}
+
+
+def wait_for(predicate, timeout, step=0.05):
+    """Poll `predicate` until it is true or `timeout` seconds pass; returns whether it became true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False

@@ -9,7 +9,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
-from conftest import http
+from conftest import filter_counters as counters
+from conftest import http, wait_for
 
 SECRET = "discovery-secret-0123456789abcdef0123"
 INTERVAL_MS = 300
@@ -19,19 +20,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def counters(envoy):
-    return {k.removeprefix("wasmcustom."): v for k, v in envoy.stats().items() if "session_router." in k}
-
-
-def wait_for(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def static_cluster(name, address):

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import http
+from conftest import filter_counters as counters
+from conftest import http, wait_for
 
 SECRET = "failover-secret-0123456789abcdef0123"
 IDS = ["backend-a", "backend-b", "backend-c", "backend-d"]
@@ -34,23 +35,10 @@ def config(mode, ups, health=None, drain=(), sticky=True):
     return cfg
 
 
-def counters(envoy):
-    return {k.removeprefix("wasmcustom."): v for k, v in envoy.stats().items() if "session_router." in k}
-
-
 def served_by(envoy, headers=(), path="/"):
     status, response_headers, body = http(envoy, path, headers, timeout=5)
     cookies = [v.split(";")[0] for k, v in response_headers if k == "set-cookie"]
     return status, (body["name"] if isinstance(body, dict) else None), cookies
-
-
-def wait_for(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def owners(envoy, keys):

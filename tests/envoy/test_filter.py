@@ -9,6 +9,7 @@ import time
 
 import pytest
 from conftest import MODES, http
+from conftest import filter_counters as counters
 
 SECRET = "integration-secret-0123456789abcdef"
 TARGET = {
@@ -62,12 +63,6 @@ def stack(upstreams, start_envoy):
 def get(envoy, path="/", headers=()):
     status, response_headers, body = http(envoy, path, headers)
     return status, [v for k, v in response_headers if k == "set-cookie"], body
-
-
-def counters(envoy):
-    """The filter's counters by the names the README documents (Envoy files them under wasmcustom.)."""
-    prefix = "wasmcustom."
-    return {k[len(prefix):]: v for k, v in envoy.stats().items() if k.startswith(prefix + "session_router.")}
 
 
 def sticky_value(set_cookies):
