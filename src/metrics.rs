@@ -144,3 +144,28 @@ impl Metrics {
         }
     }
 }
+
+/// Per-host counters, `session_router.host.<id>.routed`: the id with every character outside
+/// `[A-Za-z0-9_-]` replaced by `_`, so one `stats_tags` rule can turn it into a label (README).
+#[derive(Default)]
+pub struct HostMetrics {
+    routed: Vec<u32>,
+}
+
+pub fn host_metric_name(id: &str) -> String {
+    let id: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    format!("session_router.host.{id}.routed")
+}
+
+impl HostMetrics {
+    pub fn define(cfg: &Config) -> HostMetrics {
+        HostMetrics {
+            routed: cfg.hosts.iter().map(|h| define(MetricType::Counter, &host_metric_name(&h.id))).collect(),
+        }
+    }
+
+    pub fn routed(&self, host: usize) {
+        add(self.routed.get(host).copied().unwrap_or(UNDEFINED), 1);
+    }
+}

@@ -339,3 +339,22 @@ def test_10_counters_in_stats_and_prometheus_match_what_was_sent(stack, mode):
     for name, value in expected.items():
         line = f"{name.replace('.', '_')}{{}} {value}"
         assert line in prometheus.splitlines(), f"{line} not in /stats/prometheus"
+
+
+def test_per_host_counters_and_a_garbage_flood_does_not_flood_the_log(stack):
+    envoy, ups, _ = stack("override_host", sources=NO_CLIENT_IP)
+    served = {}
+    for i in range(30):
+        name = get(envoy, headers=[("x-user-id", f"u{i}")])[2]["name"]
+        served[name] = served.get(name, 0) + 1
+    by_name = {u.name: IDS[i] for i, u in enumerate(ups)}
+    stats = counters(envoy)
+    for name, n in served.items():
+        # Host ids become metric-name-safe: `backend-a` stays, `10.0.0.1:80` becomes `10_0_0_1_80`.
+        assert stats[f"session_router.host.{by_name[name]}.routed"] == n
+    before = envoy.log_text().count("sticky cookie ignored")
+    for i in range(300):
+        get(envoy, headers=[("cookie", f"srv=garbage{i}")])
+    logged = envoy.log_text().count("sticky cookie ignored") - before
+    assert counters(envoy)["session_router.cookie.rejected"] == 300, "every one is counted"
+    assert 1 <= logged <= 100, f"{logged} log lines for 300 garbage cookies"

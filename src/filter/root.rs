@@ -1,65 +1,22 @@
-//! proxy-wasm glue: reads what the core asks for, calls it, applies its decision.
-//! Host calls go through `proxy_wasm::hostcalls` so an error is handled, never unwrapped.
+//! The root context: configuration, membership, active probes and discovery polls.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
 
+use super::http::Http;
+use super::log_limit::LogLimit;
+use super::{VERSION, now_ms, random_id, tick_ms};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
 use crate::discovery::{self, MAX_BODY_BYTES};
-use crate::health::flags;
-use crate::metrics::Metrics;
-use crate::murmur3::murmur3_x64_128;
-use crate::router::{self, AllUp, Decision, RequestView};
+use crate::metrics::{HostMetrics, Metrics};
 use crate::shared::{self, HealthView};
-
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// 128 random bits from the host (WASI `random_get`). Should that ever fail, a hash of the
-/// time and a counter still gives a unique, well-spread id; it is logged.
-fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    if let Err(e) = getrandom::fill(&mut id) {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        warn!("session-router: random source failed ({e}); deriving a session id");
-        let seed = [now_ms().to_le_bytes(), COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes()].concat();
-        let (a, b) = murmur3_x64_128(&seed, 0);
-        id[..8].copy_from_slice(&a.to_le_bytes());
-        id[8..].copy_from_slice(&b.to_le_bytes());
-    }
-    id
-}
-
-/// The tick period: the shortest of the probe interval and half the poll interval.
-fn tick_ms(cfg: &Config) -> Option<u64> {
-    let probe = cfg.health.active.as_ref().map(|a| a.interval_ms);
-    let poll = cfg.discovery.as_ref().map(|d| d.interval_ms / 2);
-    probe.into_iter().chain(poll).min().map(|ms| ms.max(50))
-}
-
-fn property_u64(path: &[&str]) -> Option<u64> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
-    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
-}
-
-fn property_string(path: &[&str]) -> Option<String> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
-    String::from_utf8(bytes).ok()
-}
 
 pub struct Root {
     /// The plugin configuration as pushed, with its static hosts (the seed and fallback).
@@ -71,7 +28,9 @@ pub struct Root {
     /// Membership generation applied to `config` (0: the static hosts).
     generation: u64,
     metrics: Metrics,
+    host_metrics: Rc<HostMetrics>,
     health: Rc<RefCell<HealthView>>,
+    log_limit: Rc<RefCell<LogLimit>>,
     /// Identifies this VM in the lease.
     lease_owner: u64,
     /// In-flight probes: call token → host index.
@@ -91,7 +50,9 @@ impl Default for Root {
             config_epoch: 0,
             generation: 0,
             metrics: Metrics::default(),
+            host_metrics: Rc::default(),
             health: Rc::default(),
+            log_limit: Rc::default(),
             lease_owner: u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
             probes: HashMap::new(),
             polls: HashSet::new(),
@@ -127,8 +88,9 @@ impl Context for Root {
 }
 
 impl Root {
-    fn set_config(&mut self, config: Config) {
-        self.config = Some(Rc::new(config));
+    fn set_config(&mut self, config: Rc<Config>) {
+        self.host_metrics = Rc::new(HostMetrics::define(&config));
+        self.config = Some(config);
         self.config_epoch += 1;
     }
 
@@ -142,7 +104,7 @@ impl Root {
         match base.with_hosts(membership.hosts) {
             Ok(config) => {
                 self.metrics.membership(membership.generation, config.hosts.len());
-                self.set_config(config);
+                self.set_config(Rc::new(config));
                 self.generation = membership.generation;
             }
             Err(e) => {
@@ -306,8 +268,7 @@ impl RootContext for Root {
         }
         let config = Rc::new(config);
         self.base = Some(config.clone());
-        self.config = Some(config);
-        self.config_epoch += 1;
+        self.set_config(config);
         self.generation = 0;
         // A reload keeps following the discovered membership, not the seed list.
         self.apply_membership();
@@ -334,7 +295,9 @@ impl RootContext for Root {
             config: self.config.clone(),
             config_epoch: self.config_epoch,
             metrics: self.metrics,
+            host_metrics: self.host_metrics.clone(),
             health: self.health.clone(),
+            log_limit: self.log_limit.clone(),
             decision: None,
         }))
     }
@@ -343,136 +306,3 @@ impl RootContext for Root {
         Some(ContextType::HttpContext)
     }
 }
-
-struct Http {
-    config: Option<Rc<Config>>,
-    config_epoch: u64,
-    metrics: Metrics,
-    health: Rc<RefCell<HealthView>>,
-    decision: Option<Decision>,
-}
-
-impl Context for Http {}
-
-/// The request as the router sees it: every header pair, fetched in one host call.
-struct Request {
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-impl RequestView for Request {
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
-    }
-
-    fn source_address(&self) -> Option<String> {
-        property_string(&["source", "address"])
-    }
-}
-
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(cfg) = self.config.clone() else {
-            return Action::Continue;
-        };
-        let request =
-            Request { headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default() };
-        #[cfg(feature = "fault-injection")]
-        if request.header_values("x-session-router-test-fault").any(|v| v == b"panic") {
-            #[allow(clippy::panic)]
-            {
-                panic!("fault injected by x-session-router-test-fault");
-            }
-        }
-        let now = now_ms();
-        let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
-        let mut health = self.health.borrow_mut();
-        if checks_health && health.refresh(&cfg, self.config_epoch, now) {
-            self.metrics.healthy_hosts(&cfg, health.down());
-        }
-        let down = health.down();
-        let (decision, value) = match down {
-            Some(down) => {
-                let d = router::decide(&cfg, &request, down, now / 1000, &mut random_id);
-                let v = router::target_value(&cfg, &d, down);
-                (d, v)
-            }
-            None => {
-                let d = router::decide(&cfg, &request, &AllUp, now / 1000, &mut random_id);
-                let v = router::target_value(&cfg, &d, &AllUp);
-                (d, v)
-            }
-        };
-        drop(health);
-        // Replaces every client-supplied copy of the header.
-        if let Err(e) =
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.target.header, Some(&value))
-        {
-            error!("session-router: cannot set {}: {e:?}", cfg.target.header);
-        }
-        if let Some(why) = decision.rejected.cookie {
-            debug!("session-router: sticky cookie ignored: {}", why.as_str());
-        }
-        if let Some(why) = decision.rejected.jwt {
-            debug!("session-router: JWT ignored: {}", why.as_str());
-        }
-        self.metrics.record(&decision);
-        self.decision = Some(decision);
-        Action::Continue
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(cookie) = self.decision.as_mut().and_then(|d| d.set_cookie.take()) else {
-            return Action::Continue;
-        };
-        // No cookie on a reply Envoy made because no upstream answered: a dead backend must not
-        // cause a storm of new sessions.
-        if property_u64(&["response", "flags"]).is_some_and(|f| f & flags::HOST_FAILURE != 0) {
-            return Action::Continue;
-        }
-        if let Err(e) = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie) {
-            error!("session-router: cannot add set-cookie: {e:?}");
-        } else {
-            self.metrics.cookie_issued();
-        }
-        Action::Continue
-    }
-
-    fn on_log(&mut self) {
-        let (Some(cfg), Some(decision)) = (self.config.clone(), self.decision.take()) else { return };
-        let Some(passive) = cfg.health.passive else { return };
-        let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
-        let response_flags = property_u64(&["response", "flags"]).unwrap_or(0);
-        let now = now_ms();
-        let n = cfg.hosts.len();
-        let mut failed = Vec::with_capacity(2);
-        match served {
-            Some(host) if response_flags & flags::HOST_FAILURE != 0 => failed.push(host),
-            Some(host) => {
-                // Served by a later entry of the fallback list: the hosts before it failed.
-                if host != decision.host && cfg.target.fallbacks > 0 {
-                    failed.push(decision.host);
-                }
-                let id = &cfg.hosts[host].id;
-                if self.health.borrow().table().success_changes(id, now, &passive) {
-                    let event = shared::update_table(|t| t.record_success(id, now, &passive));
-                    self.metrics.health_event(event);
-                    shared::log_event(&cfg, host, event, now);
-                }
-            }
-            None if response_flags & flags::HOST_FAILURE != 0 => failed.push(decision.host),
-            None => {}
-        }
-        for host in failed {
-            let Some(id) = cfg.hosts.get(host).map(|h| h.id.as_str()) else { continue };
-            let event = shared::update_table(|t| t.record_failure(id, now, &passive, n));
-            self.metrics.health_event(event);
-            shared::log_event(&cfg, host, event, now);
-        }
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-}}

@@ -1,0 +1,172 @@
+//! The HTTP context: routes each request and learns from its outcome.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use log::{debug, error, info};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+
+use super::log_limit::LogLimit;
+use super::{now_ms, property_string, property_u64, random_id};
+use crate::config::Config;
+use crate::health::flags;
+use crate::metrics::{HostMetrics, Metrics};
+use crate::router::{self, AllUp, Decision, Kind, RequestView};
+use crate::shared::{self, HealthView};
+
+pub(super) struct Http {
+    pub(super) config: Option<Rc<Config>>,
+    pub(super) config_epoch: u64,
+    pub(super) metrics: Metrics,
+    pub(super) host_metrics: Rc<HostMetrics>,
+    pub(super) health: Rc<RefCell<HealthView>>,
+    pub(super) log_limit: Rc<RefCell<LogLimit>>,
+    pub(super) decision: Option<Decision>,
+}
+
+impl Context for Http {}
+
+/// The request as the router sees it: every header pair, fetched in one host call.
+struct Request {
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RequestView for Request {
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    fn source_address(&self) -> Option<String> {
+        property_string(&["source", "address"])
+    }
+}
+
+impl Http {
+    /// Session lifecycle and bad input, at most `LOG_LINES_PER_SECOND` lines per worker: a flood
+    /// of garbage cookies must not flood the log (the counters still count every one).
+    fn log_decision(&self, cfg: &Config, d: &Decision, now: u64) {
+        let noteworthy = d.kind == Kind::New
+            || d.kind == Kind::Failover
+            || d.rejected.cookie.is_some()
+            || d.rejected.jwt.is_some()
+            || d.rejected.other > 0;
+        if !noteworthy || !self.log_limit.borrow_mut().allow(now) {
+            return;
+        }
+        let host = cfg.hosts.get(d.host).map_or("?", |h| h.id.as_str());
+        match d.kind {
+            Kind::Failover => info!("session-router: session moved to host {host}: its host is down or gone"),
+            Kind::New => debug!("session-router: new session on host {host}"),
+            Kind::Pinned | Kind::Hashed(_) => {}
+        }
+        if let Some(why) = d.rejected.cookie {
+            debug!("session-router: sticky cookie ignored: {}", why.as_str());
+        }
+        if let Some(why) = d.rejected.jwt {
+            debug!("session-router: bearer token ignored: {}", why.as_str());
+        }
+        if d.rejected.other > 0 {
+            debug!("session-router: {} malformed or conflicting session keys ignored", d.rejected.other);
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(cfg) = self.config.clone() else {
+            return Action::Continue;
+        };
+        let request =
+            Request { headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default() };
+        #[cfg(feature = "fault-injection")]
+        if request.header_values("x-session-router-test-fault").any(|v| v == b"panic") {
+            #[allow(clippy::panic)]
+            {
+                panic!("fault injected by x-session-router-test-fault");
+            }
+        }
+        let now = now_ms();
+        let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
+        let mut health = self.health.borrow_mut();
+        if checks_health && health.refresh(&cfg, self.config_epoch, now) {
+            self.metrics.healthy_hosts(&cfg, health.down());
+        }
+        let down = health.down();
+        let (decision, value) = match down {
+            Some(down) => {
+                let d = router::decide(&cfg, &request, down, now / 1000, &mut random_id);
+                let v = router::target_value(&cfg, &d, down);
+                (d, v)
+            }
+            None => {
+                let d = router::decide(&cfg, &request, &AllUp, now / 1000, &mut random_id);
+                let v = router::target_value(&cfg, &d, &AllUp);
+                (d, v)
+            }
+        };
+        drop(health);
+        // Replaces every client-supplied copy of the header.
+        if let Err(e) =
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.target.header, Some(&value))
+        {
+            error!("session-router: cannot set {}: {e:?}", cfg.target.header);
+        }
+        self.log_decision(&cfg, &decision, now);
+        self.metrics.record(&decision);
+        self.host_metrics.routed(decision.host);
+        self.decision = Some(decision);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(cookie) = self.decision.as_mut().and_then(|d| d.set_cookie.take()) else {
+            return Action::Continue;
+        };
+        // No cookie on a reply Envoy made because no upstream answered: a dead backend must not
+        // cause a storm of new sessions.
+        if property_u64(&["response", "flags"]).is_some_and(|f| f & flags::HOST_FAILURE != 0) {
+            return Action::Continue;
+        }
+        if let Err(e) = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie) {
+            error!("session-router: cannot add set-cookie: {e:?}");
+        } else {
+            self.metrics.cookie_issued();
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let (Some(cfg), Some(decision)) = (self.config.clone(), self.decision.take()) else { return };
+        let Some(passive) = cfg.health.passive else { return };
+        let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
+        let response_flags = property_u64(&["response", "flags"]).unwrap_or(0);
+        let now = now_ms();
+        let n = cfg.hosts.len();
+        let mut failed = Vec::with_capacity(2);
+        match served {
+            Some(host) if response_flags & flags::HOST_FAILURE != 0 => failed.push(host),
+            Some(host) => {
+                // Served by a later entry of the fallback list: the hosts before it failed.
+                if host != decision.host && cfg.target.fallbacks > 0 {
+                    failed.push(decision.host);
+                }
+                let id = &cfg.hosts[host].id;
+                if self.health.borrow().table().success_changes(id, now, &passive) {
+                    let event = shared::update_table(|t| t.record_success(id, now, &passive));
+                    self.metrics.health_event(event);
+                    shared::log_event(&cfg, host, event, now);
+                }
+            }
+            None if response_flags & flags::HOST_FAILURE != 0 => failed.push(decision.host),
+            None => {}
+        }
+        for host in failed {
+            let Some(id) = cfg.hosts.get(host).map(|h| h.id.as_str()) else { continue };
+            let event = shared::update_table(|t| t.record_failure(id, now, &passive, n));
+            self.metrics.health_event(event);
+            shared::log_event(&cfg, host, event, now);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! proxy-wasm glue: reads what the core asks for, calls it, applies its decision.
+//! Host calls go through `proxy_wasm::hostcalls` so an error is handled, never unwrapped.
+
+mod http;
+mod log_limit;
+mod root;
+
+use std::time::UNIX_EPOCH;
+
+use log::warn;
+use proxy_wasm::hostcalls;
+
+use crate::config::Config;
+use crate::murmur3::murmur3_x64_128;
+
+pub use root::Root;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub(crate) fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// 128 random bits from the host (WASI `random_get`). Should that ever fail, a hash of the
+/// time and a counter still gives a unique, well-spread id; it is logged.
+pub(crate) fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut id) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        warn!("session-router: random source failed ({e}); deriving a session id");
+        let seed = [now_ms().to_le_bytes(), COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes()].concat();
+        let (a, b) = murmur3_x64_128(&seed, 0);
+        id[..8].copy_from_slice(&a.to_le_bytes());
+        id[8..].copy_from_slice(&b.to_le_bytes());
+    }
+    id
+}
+
+/// The tick period: the shortest of the probe interval and half the poll interval.
+pub(crate) fn tick_ms(cfg: &Config) -> Option<u64> {
+    let probe = cfg.health.active.as_ref().map(|a| a.interval_ms);
+    let poll = cfg.discovery.as_ref().map(|d| d.interval_ms / 2);
+    probe.into_iter().chain(poll).min().map(|ms| ms.max(50))
+}
+
+pub(crate) fn property_u64(path: &[&str]) -> Option<u64> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+pub(crate) fn property_string(path: &[&str]) -> Option<String> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(Root::default()) });
+}}
