@@ -358,3 +358,18 @@ def test_per_host_counters_and_a_garbage_flood_does_not_flood_the_log(stack):
     logged = envoy.log_text().count("sticky cookie ignored") - before
     assert counters(envoy)["session_router.cookie.rejected"] == 300, "every one is counted"
     assert 1 <= logged <= 100, f"{logged} log lines for 300 garbage cookies"
+
+
+def test_the_documented_stats_tags_rule_turns_host_counters_into_a_label(upstreams, start_envoy):
+    ups = upstreams(3)
+    rule = {"tag_name": "session_router_host",
+            "regex": r"^wasmcustom\.session_router\.host\.(([^.]+)\.)routed$"}  # as in the README
+
+    def edit(config):
+        config["stats_config"] = {"stats_tags": [rule]}
+
+    envoy = start_envoy("override_host", filter_config("override_host", ups, sticky=False), [u.addr for u in ups],
+                        edit=edit)
+    host = get(envoy, headers=[("x-user-id", "alice")])[2]["name"]
+    host_id = IDS[[u.name for u in ups].index(host)]
+    assert f'session_router_host_routed{{session_router_host="{host_id}"}} 1' in envoy.prometheus().splitlines()
