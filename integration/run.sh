@@ -2,10 +2,15 @@
 # The docker-compose end-to-end harness: the release session_router.wasm in a real Envoy in front
 # of fake stateful backends (integration/README.md).
 #
-#   bash integration/run.sh          build, then run the end-to-end tests twice: with in-memory
-#                                    and with Redis-backed session state; always tears down
-#   bash integration/run.sh up       build and leave the stack running (STATE=memory|redis)
-#   bash integration/run.sh down     remove that stack
+#   bash integration/run.sh          build, then run both scenarios twice: with in-memory and
+#                                    with Redis-backed session state; always tears down
+#   bash integration/run.sh failover only the failover scenario (docker-compose.yml: fixed
+#                                    backend-1..3, `docker stop backend-2`)
+#   bash integration/run.sh scale    only the scaling scenario (docker-compose.scale.yml: one
+#                                    `backend` service, `up --scale backend=5`, then back to 3)
+#   bash integration/run.sh up       build and leave the stack running (STATE=memory|redis);
+#                                    `up scale`: the scaling stack, SCALE_FROM replicas
+#   bash integration/run.sh down     remove that stack (and the scaling one)
 #   bash integration/run.sh build    only build the wasm, the harness and the images
 #
 # Variables:
@@ -16,7 +21,11 @@
 #                 (installed with apt-get when missing and run as root); or REDIS_IMAGE=redis:7
 #   COMPOSE       the compose command; default `docker compose` when present, else docker-compose
 #   STATES        the state stores to test, default "memory redis"
+#   SCENARIOS     the scenarios `test` runs, default "failover scale"
 #   VICTIM        the backend the runner stops, default backend-2
+#   SCALE_FROM, SCALE_TO   replicas of the scaling scenario: SCALE_FROM, then SCALE_TO, then
+#                 SCALE_FROM again (default 3 and 5)
+#   SCALE_SESSIONS, SCALE_REQUESTS   its load (600 sessions, 5 requests per session per step)
 #   SESSIONS, REQUESTS, REQUESTS_AFTER, THREADS   load (1000 sessions, 20 + 10 requests, 32)
 #   ENVOY_LISTEN, ENVOY_ADMIN_LISTEN   host ports published by `up` (127.0.0.1:10000 and :9901);
 #                 the test run publishes on random ports so it never collides with anything
@@ -37,6 +46,10 @@ export HARNESS_IMAGE=${HARNESS_IMAGE:-$LOCAL_HARNESS}
 export SESSION_ROUTER_WASM=${SESSION_ROUTER_WASM:-$ROOT/target/wasm32-wasip1/release/session_router.wasm}
 export VICTIM=${VICTIM:-backend-2}
 STATES=${STATES:-memory redis}
+SCENARIOS=${SCENARIOS:-failover scale}
+SCALE_PROJECT=${SCALE_PROJECT_NAME:-session-router-scale}
+SCALE_FROM=${SCALE_FROM:-3}
+SCALE_TO=${SCALE_TO:-5}
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
@@ -53,6 +66,7 @@ if [ -z "${COMPOSE:-}" ]; then
 fi
 compose_major=$($COMPOSE version --short 2>/dev/null | sed 's/^v//; s/\..*//')
 compose() { $COMPOSE -p "$PROJECT" -f "$HERE/docker-compose.yml" "$@"; }
+scompose() { $COMPOSE -p "$SCALE_PROJECT" -f "$HERE/docker-compose.scale.yml" "$@"; }
 
 is_local() { case "$1" in *:local) return 0 ;; *) return 1 ;; esac; }
 
@@ -168,14 +182,16 @@ build() {
 
 SERVICES="redis backend-1 backend-2 backend-3 outsider envoy"
 
-up_stack() {
-  local pull=()
-  # Local images are never pulled; compose v1 pulls only what is missing, and they are not.
+# Local images are never pulled; compose v1 pulls only what is missing, and they are not.
+pull_never() {
   if [ "${compose_major:-1}" -ge 2 ] && is_local "$ENVOY_IMAGE" && is_local "$REDIS_IMAGE"; then
-    pull=(--pull never)
+    echo "--pull never"
   fi
-  # shellcheck disable=SC2086
-  compose up -d --no-build ${pull[@]+"${pull[@]}"} $SERVICES
+}
+
+up_stack() {
+  # shellcheck disable=SC2086,SC2046
+  compose up -d --no-build $(pull_never) $SERVICES
 }
 
 print_logs() {
@@ -190,6 +206,15 @@ print_logs() {
 
 teardown() {
   compose down -v --remove-orphans -t 3 >/dev/null 2>&1 || true
+}
+
+teardown_scale() {
+  scompose down -v --remove-orphans -t 3 >/dev/null 2>&1 || true
+}
+
+teardown_all() {
+  teardown
+  teardown_scale
 }
 
 # One full run: up, e2e before, docker stop VICTIM, e2e after, down.
@@ -213,7 +238,90 @@ run_state() {
     return 1
   fi
   teardown
-  printf '\nSTATE=%s: passed in %ss\n' "$STATE" $((SECONDS - started))
+  printf '\nSTATE=%s: failover scenario passed in %ss\n' "$STATE" $((SECONDS - started))
+}
+
+# --- the scaling scenario ----------------------------------------------------------------------
+
+print_scale_logs() {
+  printf '\n==> logs of the scaling scenario (STATE=%s)\n' "${STATE:-}"
+  scompose ps || true
+  local service
+  for service in envoy backend redis; do
+    printf '\n--- %s (last 80 lines) ---\n' "$service"
+    scompose logs --no-color --tail=80 "$service" 2>&1 || true
+  done
+}
+
+now_ms() { date +%s%3N; }
+
+# scale_step N LOG — `e2e scale-to N` watching Envoy's admin port while `up --scale backend=N`
+# runs: the driver is started first, and the scale command only once it prints `watching`, so
+# the time it took the membership to follow is measured from before the change.
+scale_step() {
+  local n=$1 log=$2 out="$BUILD/e2e-scale-step.out" pid waited=0 t0 t1 rc=0 follow envoy filter
+  : >"$out"
+  scompose run --rm --no-deps -T client e2e scale-to "$n" </dev/null >"$out" 2>&1 &
+  pid=$!
+  until grep -q '^     watching:' "$out"; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 600 ]; then
+      tee -a "$log" <"$out"
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      echo "run.sh: e2e scale-to $n did not start watching" >&2
+      return 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  step "STATE=$STATE: up --scale backend=$n"
+  t0=$(now_ms)
+  # --no-recreate: the running replicas keep their containers, addresses and in-memory state.
+  # shellcheck disable=SC2046
+  scompose up -d --no-build --no-recreate --no-deps $(pull_never) --scale "backend=$n" backend || rc=$?
+  t1=$(now_ms)
+  if [ "$rc" -ne 0 ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    tee -a "$log" <"$out"
+    return 1
+  fi
+  wait "$pid" || rc=$?
+  tee -a "$log" <"$out"
+  follow=$(grep '^#follow' "$out" | tail -n 1) || true
+  if [ -n "$follow" ]; then
+    envoy=$(printf '%s\n' "$follow" | sed 's/.*envoy=\([0-9]*\).*/\1/')
+    filter=$(printf '%s\n' "$follow" | sed 's/.*filter=\([0-9]*\).*/\1/')
+    local rel
+    if [ $((filter - t1)) -ge 0 ]; then rel="$((filter - t1)) ms after it returned"; else rel="$((t1 - filter)) ms before it returned"; fi
+    # shellcheck disable=SC2016
+    printf '#compose\t`up --scale backend=%s` took %s ms; from its start, Envoy'"'"'s cluster had %s endpoints at %s ms, the filter'"'"'s ring at %s ms (%s)\n' \
+      "$n" $((t1 - t0)) "$n" $((envoy - t0)) $((filter - t0)) "$rel" | tee -a "$log"
+  fi
+  return "$rc"
+}
+
+# One run of the scaling scenario: SCALE_FROM replicas, sessions, --scale SCALE_TO, check,
+# --scale SCALE_FROM, check, down.
+run_scale() {
+  export STATE=$1
+  local started=$SECONDS log="$BUILD/e2e-scale-$STATE.log"
+  : >"$log"
+  step "STATE=$STATE: scaling stack up, $SCALE_FROM backend replicas ($COMPOSE)"
+  teardown_scale
+  # shellcheck disable=SC2046
+  scompose up -d --no-build $(pull_never) --scale "backend=$SCALE_FROM" redis backend envoy \
+    || { print_scale_logs; return 1; }
+  if ! scompose run --rm --no-deps -T client e2e scale-before "$SCALE_FROM" | tee -a "$log"; then
+    print_scale_logs
+    return 1
+  fi
+  scale_step "$SCALE_TO" "$log" || { print_scale_logs; return 1; }
+  scale_step "$SCALE_FROM" "$log" || { print_scale_logs; return 1; }
+  printf '\n--- membership changes logged by the filter ---\n' | tee -a "$log"
+  scompose logs --no-color envoy 2>&1 | grep -o 'session-router: membership generation.*' | tee -a "$log" || true
+  teardown_scale
+  printf '\nSTATE=%s: scaling scenario passed in %ss\n' "$STATE" $((SECONDS - started))
 }
 
 case "$COMMAND" in
@@ -223,6 +331,16 @@ case "$COMMAND" in
   up)
     build
     export STATE=${STATE:-memory}
+    if [ "${2:-}" = scale ]; then
+      # shellcheck disable=SC2046
+      scompose up -d --no-build $(pull_never) --scale "backend=$SCALE_FROM" redis backend envoy
+      echo
+      echo "Scaling stack up (STATE=$STATE, $SCALE_FROM replicas). Envoy: http://${ENVOY_LISTEN:-127.0.0.1:10001}  admin: http://${ENVOY_ADMIN_LISTEN:-127.0.0.1:9902}"
+      echo "  $COMPOSE -p $SCALE_PROJECT -f integration/docker-compose.scale.yml up -d --no-recreate --scale backend=5 backend"
+      echo "  curl -s http://${ENVOY_ADMIN_LISTEN:-127.0.0.1:9902}/stats | grep session_router.membership"
+      echo "  bash integration/run.sh down"
+      exit 0
+    fi
     up_stack
     echo
     echo "Stack up (STATE=$STATE). Envoy: http://${ENVOY_LISTEN:-127.0.0.1:10000}  admin: http://${ENVOY_ADMIN_LISTEN:-127.0.0.1:9901}"
@@ -231,33 +349,56 @@ case "$COMMAND" in
     echo "  bash integration/run.sh down"
     ;;
   down)
-    teardown
+    teardown_all
     ;;
-  test)
+  test | failover | scale)
+    [ "$COMMAND" = test ] || SCENARIOS=$COMMAND
+    for scenario in $SCENARIOS; do
+      case "$scenario" in
+        failover | scale) ;;
+        *) die "SCENARIOS: unknown scenario '$scenario' (failover, scale)" ;;
+      esac
+    done
     started=$SECONDS
     # Random host ports: the test run never collides with a demo or another Envoy on this host.
     export ENVOY_LISTEN=${ENVOY_LISTEN:-127.0.0.1:} ENVOY_ADMIN_LISTEN=${ENVOY_ADMIN_LISTEN:-127.0.0.1:}
     export SESSION_ROUTER_SECRET=${SESSION_ROUTER_SECRET:-$(head -c 36 /dev/urandom | base64 | tr -d '\n')}
-    trap teardown EXIT
+    trap teardown_all EXIT
     trap 'exit 130' INT TERM
     build
     passed=0
     for state in $STATES; do
-      if ! run_state "$state"; then
-        printf '\nrun.sh: end-to-end tests FAILED with STATE=%s\n' "$state" >&2
-        printf 'e2e: %s passed, 1 failed\n' "$passed"
-        exit 1
-      fi
-      passed=$((passed + 1))
+      for scenario in $SCENARIOS; do
+        if [ "$scenario" = failover ]; then
+          run_state "$state" && ok=1 || ok=0
+        else
+          run_scale "$state" && ok=1 || ok=0
+        fi
+        if [ "$ok" = 0 ]; then
+          printf '\nrun.sh: end-to-end tests FAILED: %s scenario with STATE=%s\n' "$scenario" "$state" >&2
+          printf 'e2e: %s passed, 1 failed\n' "$passed"
+          exit 1
+        fi
+        passed=$((passed + 1))
+      done
     done
     for state in $STATES; do
-      printf '\n'
-      sed -n '/^== figures/,/Envoy counters/p' "$BUILD/e2e-$state.log"
+      for scenario in $SCENARIOS; do
+        printf '\n'
+        if [ "$scenario" = failover ]; then
+          sed -n '/^== figures/,/Envoy counters/p' "$BUILD/e2e-$state.log"
+        else
+          # The figures of the last step (they repeat the earlier ones), and the compose timings.
+          awk '/^== figures \(scale/ {buf = ""; on = 1} on && /^e2e scale-to/ {on = 0} on {buf = buf $0 "\n"} END {printf "%s", buf}' \
+            "$BUILD/e2e-scale-$state.log"
+          grep '^#compose' "$BUILD/e2e-scale-$state.log" | cut -f2- | sed 's/^/time to follow, /'
+        fi
+      done
     done
-    printf '\nrun.sh: end-to-end tests passed (%s) in %ss\n' "$STATES" $((SECONDS - started))
+    printf '\nrun.sh: end-to-end tests passed (%s; %s) in %ss\n' "$SCENARIOS" "$STATES" $((SECONDS - started))
     printf 'e2e: %s passed, 0 failed\n' "$passed"
     ;;
   *)
-    die "usage: bash integration/run.sh [test|up|down|build]"
+    die "usage: bash integration/run.sh [test|failover|scale|up|down|build]"
     ;;
 esac

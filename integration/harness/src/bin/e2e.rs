@@ -5,6 +5,9 @@
 //!   e2e after    (after the runner has `docker stop`ped $VICTIM) every session goes on:
 //!                only the victim's sessions move; prints the figures of both phases
 //!   e2e check    `before` without the state file (what `docker compose up` runs)
+//!   e2e scale-before [N], e2e scale-to N
+//!                the scaling scenario of docker-compose.scale.yml (`--scale backend=N`): see
+//!                e2e/scale.rs
 //!
 //! Exit status 0 when every check passed, 1 otherwise, 2 on bad usage.
 //!
@@ -25,6 +28,9 @@ use std::time::{Duration, Instant, SystemTime};
 use session_router_harness::http::{self, Client, Response};
 use session_router_harness::json::Value;
 use session_router_harness::make_jwt;
+
+#[path = "e2e/scale.rs"]
+mod scale;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const TARGET_HEADER: &str = "x-gateway-destination-endpoint";
@@ -332,7 +338,15 @@ fn requests_by_backend(ctx: &Ctx) -> BTreeMap<String, Option<u64>> {
 }
 
 /// The filter's counters moved exactly as the requests sent say they must.
-fn check_counters(ctx: &Ctx, phase: &str, c0: &Counters, c1: &Counters, t0: TallyNow, t1: TallyNow) {
+fn check_counters(
+    ctx: &Ctx,
+    phase: &str,
+    c0: &Counters,
+    c1: &Counters,
+    t0: TallyNow,
+    t1: TallyNow,
+    ejections_ok: &dyn Fn(u64) -> bool,
+) {
     let d = |n| delta(c0, c1, n);
     let sent = |f: fn(&TallyNow) -> u64| f(&t1) - f(&t0);
     let (new, hashed, pinned, failover) =
@@ -361,7 +375,7 @@ fn check_counters(ctx: &Ctx, phase: &str, c0: &Counters, c1: &Counters, t0: Tall
     }
     let ejections = d("health_ejections");
     let _ = write!(detail, "health_ejections {ejections}");
-    ok &= if phase == "before" { ejections == 0 } else { ejections >= 1 };
+    ok &= ejections_ok(ejections);
     ctx.check(ok, &format!("{phase}: Envoy /stats/prometheus counters match the requests sent"), detail);
 }
 
@@ -1038,7 +1052,7 @@ fn before(ctx: &Ctx, write_state: bool) -> Result<(), String> {
     println!("     sessions per backend: {}", per_backend(&sessions, |s| Some(s.owner.as_str())));
     let c1 = scrape(ctx)?;
     let t1 = ctx.tally.now();
-    check_counters(ctx, "before", &c0, &c1, t0, t1);
+    check_counters(ctx, "before", &c0, &c1, t0, t1, &|e| e == 0);
     check_backend_requests(ctx, "before", &r0, t1.sent - t0.sent);
     let on_victim = sessions.iter().filter(|s| s.owner == ctx.env.victim).count();
     let summary = format!(
@@ -1119,7 +1133,7 @@ fn after(ctx: &mut Ctx) -> Result<(), String> {
         format!("{moved_lost} of {} moved sessions lost state", moved.len()),
     );
     let c1 = scrape(ctx)?;
-    check_counters(ctx, "after", &c0, &c1, t0, t1);
+    check_counters(ctx, "after", &c0, &c1, t0, t1, &|e| e >= 1);
     check_backend_requests(ctx, "after", &r0, t1.sent - t0.sent);
 
     let field = |k: &str| {
@@ -1174,9 +1188,27 @@ fn after(ctx: &mut Ctx) -> Result<(), String> {
 }
 
 fn main() {
-    let command = std::env::args().nth(1).unwrap_or_default();
-    if !matches!(command.as_str(), "before" | "after" | "check") {
-        eprintln!("usage: e2e before|after|check   (see the top of integration/harness/src/bin/e2e.rs)");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().cloned().unwrap_or_default();
+    let hosts = match args.get(1).map(|n| n.parse::<usize>()) {
+        None => None,
+        Some(Ok(n)) if n >= 1 => Some(n),
+        Some(_) => {
+            eprintln!("e2e {command}: {:?} is not a number of hosts", args[1]);
+            std::process::exit(2);
+        }
+    };
+    let known = match command.as_str() {
+        "before" | "after" | "check" => args.len() == 1,
+        "scale-before" => args.len() <= 2,
+        "scale-to" => args.len() == 2,
+        _ => false,
+    };
+    if !known {
+        eprintln!(
+            "usage: e2e before|after|check|scale-before [N]|scale-to N   (see the top of \
+             integration/harness/src/bin/e2e.rs)"
+        );
         std::process::exit(2);
     }
     let env = match Env::load() {
@@ -1201,6 +1233,8 @@ fn main() {
     let result = match command.as_str() {
         "before" => before(&ctx, true),
         "check" => before(&ctx, false),
+        "scale-before" => scale::before(&mut ctx, hosts),
+        "scale-to" => scale::to(&mut ctx, hosts.unwrap_or(1)),
         _ => after(&mut ctx),
     };
     if let Err(e) = result {
