@@ -53,6 +53,14 @@ def filter_config(seed, discovery):
     }
 
 
+def wait_for_membership(envoy, hosts, timeout):
+    """Until the membership gauge shows `hosts`, then one more poll interval: each worker picks the
+    new membership up on its own tick (within half an interval), and the gauge is per process."""
+    reached = wait_for(lambda: counters(envoy).get("session_router.membership.hosts") == hosts, timeout)
+    time.sleep(INTERVAL_MS / 1000)
+    return reached
+
+
 def snapshot(envoy, keys, cookies):
     hashed = {k: http(envoy, "/", [("x-user-id", k)])[2]["name"] for k in keys}
     pinned = {c: http(envoy, "/", [("cookie", c)])[2]["name"] for c in cookies}
@@ -80,7 +88,7 @@ def test_follows_an_eds_cluster_through_envoy_admin(upstreams, start_envoy, tmp_
     discovery = {"type": "envoy_admin", "cluster": "envoy_admin", "target_cluster": "backends",
                  "interval_ms": INTERVAL_MS}
     envoy = start_envoy("override_host", filter_config(ups[0].addr, discovery), concurrency=2, edit=edit)
-    assert wait_for(lambda: counters(envoy).get("session_router.membership.hosts") == 3, 3)
+    assert wait_for_membership(envoy, 3, 3)
     keys = [f"user-{i}" for i in range(300)]
     cookies = [next(v.split(";")[0] for k, v in http(envoy, "/")[1] if k == "set-cookie") for _ in range(60)]
     before, pinned_before = snapshot(envoy, keys, cookies)
@@ -91,6 +99,7 @@ def test_follows_an_eds_cluster_through_envoy_admin(upstreams, start_envoy, tmp_
     write_eds(eds, [u.addr for u in ups])
     assert wait_for(lambda: counters(envoy).get("session_router.membership.hosts") == 5, 2 * INTERVAL_MS / 1000 + 1)
     followed = time.monotonic() - started
+    time.sleep(INTERVAL_MS / 1000)
     up, pinned_up = snapshot(envoy, keys, cookies)
     moved = sum(up[k] != before[k] for k in keys) / len(keys)
     assert all(up[k] in (before[k], ups[3].name, ups[4].name) for k in keys), "moved between old hosts"
@@ -99,7 +108,7 @@ def test_follows_an_eds_cluster_through_envoy_admin(upstreams, start_envoy, tmp_
 
     # Scale down 5 → 3: only the removed hosts' sessions move.
     write_eds(eds, [u.addr for u in ups[:3]])
-    assert wait_for(lambda: counters(envoy).get("session_router.membership.hosts") == 3, 2 * INTERVAL_MS / 1000 + 1)
+    assert wait_for_membership(envoy, 3, 2 * INTERVAL_MS / 1000 + 1)
     down, pinned_down = snapshot(envoy, keys, cookies)
     removed = {ups[3].name, ups[4].name}
     for k in keys:
@@ -148,7 +157,7 @@ def test_follows_a_consul_registry_and_survives_bad_answers(upstreams, start_env
         started = time.monotonic()
         envoy = start_envoy("override_host", filter_config(ups[0].addr, discovery), [u.addr for u in ups],
                             edit=lambda c: c["static_resources"]["clusters"].append(static_cluster("consul", reg_addr)))
-        assert wait_for(lambda: counters(envoy).get("session_router.membership.hosts") == 3, 3)
+        assert wait_for_membership(envoy, 3, 3)
         keys = [f"user-{i}" for i in range(100)]
         good, _ = snapshot(envoy, keys, [])
         generation = counters(envoy)["session_router.membership.generation"]
@@ -161,7 +170,7 @@ def test_follows_a_consul_registry_and_survives_bad_answers(upstreams, start_env
             assert snapshot(envoy, keys, [])[0] == good, f"{answer}: the last good membership was not kept"
         assert counters(envoy)["session_router.membership.polls_failed"] >= failed + 5
         registry.answer = consul([u.addr for u in ups])
-        assert wait_for(lambda: counters(envoy).get("session_router.membership.hosts") == 4, 2)
+        assert wait_for_membership(envoy, 4, 2)
         after, _ = snapshot(envoy, keys, [])
         assert all(after[k] in (good[k], ups[3].name) for k in keys)
         # Polls come from one worker at a time (a lease), not one per worker: about one per interval.

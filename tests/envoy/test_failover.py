@@ -59,11 +59,12 @@ def test_backend_killed_under_load(upstreams, start_envoy, mode):
         i = worker
         while not stop.is_set():
             key = keys[i % len(keys)]
+            started = time.monotonic()
             try:
                 status, host, _ = served_by(envoy, [("x-user-id", key)])
             except OSError:
                 status, host = 0, None
-            results.append((time.monotonic(), key, status, host))
+            results.append((started, key, status, host))
             i += 4
 
     with ThreadPoolExecutor(4) as pool:
