@@ -26,3 +26,6 @@ printf 'session_router.wasm: %s bytes\n' "$(wc -c < "$wasm")"
 
 step "Envoy integration tests ($("${ENVOY_BIN:-envoy}" --version 2>/dev/null | grep -o 'version: [^ ]*' || echo 'envoy not found'))"
 python3 -m pytest -q tests/envoy
+
+step "schema, Istio manifests, dashboard, OCI image"
+python3 -m pytest -q tests/schema

@@ -97,6 +97,8 @@ fn errors_name_the_field_the_value_and_why() {
         (with(r#"[{"address":"10.0.0.1:0"}]"#, SOURCES), r#"hosts[0].address: "10.0.0.1:0" has port 0"#),
         (with(r#"[{"address":"10.0.0.1:65536"}]"#, SOURCES), "hosts[0].address: \"10.0.0.1:65536\" is not"),
         (with(r#"[{"address":"0.0.0.0:80"}]"#, SOURCES), "hosts[0].address: \"0.0.0.0:80\" is not a unicast"),
+        (with(r#"[{"address":"[::ffff:224.0.0.1]:80"}]"#, SOURCES), "hosts[0].address: \"[::ffff:224.0.0.1]:80\" is not a"),
+        (with(r#"[{"address":"[fe80::1%2]:80"}]"#, SOURCES), "hosts[0].address: \"[fe80::1%2]:80\" has an IPv6 zone"),
         (with("[]", SOURCES), "hosts: is empty"),
         (
             with(r#"[{"address":"10.0.0.1:80"},{"address":"10.0.0.1:80"}]"#, SOURCES),

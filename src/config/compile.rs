@@ -149,8 +149,15 @@ fn parse_address(s: &str) -> Result<SocketAddr, &'static str> {
     if addr.port() == 0 {
         return Err("has port 0");
     }
-    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+    let ip = addr.ip().to_canonical();
+    if ip.is_unspecified() || ip.is_multicast() {
         return Err("is not a unicast address");
+    }
+    // `[fe80::1%2]:80`: Envoy's endpoints carry no zone, so such a header would match none.
+    if let SocketAddr::V6(v6) = addr
+        && (v6.scope_id() != 0 || v6.flowinfo() != 0)
+    {
+        return Err("has an IPv6 zone index, which Envoy endpoints do not carry");
     }
     Ok(addr)
 }

@@ -27,7 +27,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "schema" / "session-router.schema.json"
 ISTIO_DIR = REPO / "envoy" / "istio"
-CRD_DIR = Path(os.environ.get("ISTIO_CRDS_DIR") or REPO.parent / "shared" / "istio-crds")
+# Istio's CRDs: $ISTIO_CRDS_DIR, else the copy vendored next to these tests (SHARED_CRD_DIR is
+# where that copy came from; test_manifests checks they are still identical when it exists).
+VENDORED_CRD_DIR = Path(__file__).resolve().parent / "istio-crds"
+SHARED_CRD_DIR = REPO.parent / "shared" / "istio-crds"
+CRD_DIR = Path(os.environ.get("ISTIO_CRDS_DIR") or VENDORED_CRD_DIR)
 
 # The HMAC key the tests hand to the filter through the proxy environment (>= 32 bytes).
 TEST_SECRET = "schema-test-secret-0123456789abcdef-0123"

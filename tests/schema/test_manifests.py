@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -35,7 +33,7 @@ import jsonschema
 import pytest
 import yaml
 from jsonschema import ValidationError
-from sr_support import CRD_DIR, ISTIO_DIR, envoy_binary, istio_documents, plugin_spec
+from sr_support import CRD_DIR, ISTIO_DIR, SHARED_CRD_DIR, VENDORED_CRD_DIR, envoy_binary, istio_documents, plugin_spec
 
 ISTIO_KINDS = {"WasmPlugin", "TrafficExtension", "EnvoyFilter", "RequestAuthentication"}
 OVERRIDE_HOST = "envoy.load_balancing_policies.override_host"
@@ -210,6 +208,14 @@ def crd_errors(crds, doc) -> list[str]:
 
 DOCS = istio_documents()
 ISTIO_DOCS = [(where, doc) for where, doc in DOCS if doc.get("kind") in ISTIO_KINDS]
+
+
+def test_vendored_crds_match_the_shared_copy():
+    if not SHARED_CRD_DIR.is_dir():
+        pytest.skip(f"{SHARED_CRD_DIR} not present")
+    shared = {p.name: p.read_bytes() for p in SHARED_CRD_DIR.glob("*.yaml")}
+    vendored = {p.name: p.read_bytes() for p in VENDORED_CRD_DIR.glob("*.yaml")}
+    assert vendored == shared, "tests/schema/istio-crds differs from ../shared/istio-crds: re-copy it"
 
 
 def test_every_cel_rule_is_implemented():
@@ -487,6 +493,21 @@ def test_envoyfilter_patches_are_valid_envoy_config(context, tmp_path):
     result = subprocess.run([require_envoy(), "--mode", "validate", "-c", str(path), "-l", "warning",
                              "--disable-hot-restart"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_envoyfilter_patch_needs_a_cluster_without_locality_weights(tmp_path):
+    """Pins the pitfall documented in envoyfilter-override-host.yaml: Envoy rejects the
+    override_host policy on a cluster that also has locality_weighted_lb_config."""
+    config = istio_shaped_config([8081], "GATEWAY")
+    config["static_resources"]["clusters"][0]["common_lb_config"]["locality_weighted_lb_config"] = {}
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([require_envoy(), "--mode", "validate", "-c", str(path), "-l", "warning",
+                             "--disable-hot-restart"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "locality_weighted_lb_config" in result.stdout + result.stderr
+    text = (ISTIO_DIR / "envoyfilter-override-host.yaml").read_text()
+    assert "localityLbSetting: {enabled: false}" in text, "the workaround stays documented"
 
 
 class _Echo(BaseHTTPRequestHandler):
