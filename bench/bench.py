@@ -904,6 +904,14 @@ def write_chart(out, cost, envoy_spread, opts):
 
 # ---- main ----------------------------------------------------------------------------------------
 
+def _relative(path):
+    """A path as recorded in results.json: relative to the repository, never a machine's own path."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return path.name
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--short", action="store_true", help="CI smoke run: seconds, tiny samples")
@@ -1004,7 +1012,7 @@ def main():
     write_report(opts.out, opts, info, cost, envoy_spread, native_same, native_large, crit, allocs, wasm_size, agree)
     write_chart(opts.out, cost, envoy_spread, opts)
     raw = {
-        "machine": info, "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+        "machine": info, "options": {k: (_relative(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
         "wasm_bytes": wasm_size, "cost": cost, "cost_summary": summarize_cost(cost),
         "envoy_spread": list(envoy_spread.values()), "native_same_keys": native_same,
         "native_large": native_large, "criterion": crit, "allocs": allocs, "agree": agree,
