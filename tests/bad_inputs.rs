@@ -1,4 +1,4 @@
-//! Regression suite for the malformed inputs listed in /work/shared/BAD_INPUTS.md: cookie rows
+//! Regression suite for the malformed inputs listed in the shared BAD_INPUTS.md list (Envoy, HAProxy, OWASP, RFC 8725): cookie rows
 //! C1–C20, JWT rows J1–J15, header rows H1–H8 and configuration rows K1–K12. Every case names
 //! its row id in its label; every case runs in-process, so a panic anywhere fails the suite.
 //!
