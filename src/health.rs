@@ -185,7 +185,8 @@ impl Table {
     /// when it would not, which is nearly always.
     pub fn success_changes(&self, id: &str, now_ms: u64, policy: &Passive) -> bool {
         self.get(id).is_some_and(|e| {
-            e.failures > 0
+            e.is_clean()
+                || e.failures > 0
                 || (e.ejections > 0 && !e.recovered)
                 || (e.ejections > 0 && e.may_forget_ejection(now_ms, policy))
         })

@@ -211,7 +211,8 @@ impl Config {
             if inner.is_syntax() || inner.is_eof() {
                 err("config", format!("is not valid JSON: {inner}"))
             } else {
-                let field = if path == "." { "config".to_owned() } else { path };
+                // The root, or a key the path cannot show (`{"": 0}`), is reported as `config`.
+                let field = if path == "." || path.is_empty() { "config".to_owned() } else { path };
                 err(field, inner.to_string())
             }
         })?;
