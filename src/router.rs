@@ -1,6 +1,8 @@
 //! The routing decision: sticky cookie, else the first source with a key, else a new session.
 //! Pure: the request is read through [`RequestView`], time and randomness are passed in.
 
+use std::borrow::Cow;
+
 use crate::config::{Config, MAX_KEY_BYTES, Source};
 use crate::murmur3::{hash64, murmur3_x64_128};
 use crate::sticky::{self, Claims, Policy, Rejection};
@@ -158,10 +160,11 @@ pub fn decide(
 
 /// The `target.header` value: the chosen host, then up to `fallbacks` further distinct hosts
 /// clockwise from the session's point that can take it.
-pub fn target_value(cfg: &Config, d: &Decision, health: &(impl Health + ?Sized)) -> String {
+/// Borrowed from the config, without an allocation, when there are no fallbacks.
+pub fn target_value<'a>(cfg: &'a Config, d: &Decision, health: &(impl Health + ?Sized)) -> Cow<'a, str> {
     let first = cfg.hosts.get(d.host).map_or("", |h| h.header_value.as_str());
     if cfg.target.fallbacks == 0 {
-        return first.to_owned();
+        return Cow::Borrowed(first);
     }
     let mut value = first.to_owned();
     let fallbacks = cfg.ring.walk(d.point).filter(|&h| h != d.host && takes_new(cfg, health, h));
@@ -169,7 +172,7 @@ pub fn target_value(cfg: &Config, d: &Decision, health: &(impl Health + ?Sized))
         value.push(',');
         value.push_str(&h.header_value);
     }
-    value
+    Cow::Owned(value)
 }
 
 /// The first sticky cookie of our name that verifies, recording why others were rejected.
