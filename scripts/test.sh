@@ -20,6 +20,7 @@ step "native tests"
 cargo test --all-targets
 
 step "release build"
+rustup target add wasm32-wasip1 >/dev/null 2>&1 || true  # a no-op once installed
 cargo build --release --target wasm32-wasip1
 wasm=target/wasm32-wasip1/release/session_router.wasm
 printf 'session_router.wasm: %s bytes\n' "$(wc -c < "$wasm")"
