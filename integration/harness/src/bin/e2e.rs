@@ -651,49 +651,13 @@ fn step(ctx: &Ctx, client: &mut Client, s: &mut Session, round: usize, phase: Ph
     let expected = s.count + 1;
     let victim = &ctx.env.victim;
     match phase {
-        Phase::Before => {
-            if round == 0 {
-                s.owner = seen.backend.clone();
-            } else if seen.backend != s.owner {
-                ctx.fail(format!(
-                    "session {} ({}) moved from {} to {} with every backend up",
-                    s.id,
-                    s.kind.name(),
-                    s.owner,
-                    seen.backend
-                ));
-            }
-            if seen.count != expected {
-                s.lost += 1;
-                ctx.fail(format!(
-                    "session {} ({}) on {}: count {} where {expected} was due: state lost",
-                    s.id,
-                    s.kind.name(),
-                    seen.backend,
-                    seen.count
-                ));
-            }
+        Phase::Before if round == 0 => {
+            s.owner = seen.backend.clone();
+            stays(ctx, s, &seen, expected, "");
         }
+        Phase::Before => stays(ctx, s, &seen, expected, "with every backend up"),
         Phase::After if s.owner != *victim => {
-            if seen.backend != s.owner {
-                ctx.fail(format!(
-                    "session {} ({}) moved from {} to {} though only {victim} was stopped",
-                    s.id,
-                    s.kind.name(),
-                    s.owner,
-                    seen.backend
-                ));
-            }
-            if seen.count != expected {
-                s.lost += 1;
-                ctx.fail(format!(
-                    "session {} ({}) on {}: count {} where {expected} was due: state lost",
-                    s.id,
-                    s.kind.name(),
-                    seen.backend,
-                    seen.count
-                ));
-            }
+            stays(ctx, s, &seen, expected, &format!("though only {victim} was stopped"));
         }
         Phase::After => {
             if seen.backend == *victim || seen.backend.is_empty() {
@@ -727,6 +691,29 @@ fn step(ctx: &Ctx, client: &mut Client, s: &mut Session, round: usize, phase: Ph
         }
     }
     s.count = seen.count;
+}
+
+/// A session that must stay on its owner with its state: `moved_why` explains why a move is wrong.
+fn stays(ctx: &Ctx, s: &mut Session, seen: &Seen, expected: u64, moved_why: &str) {
+    if seen.backend != s.owner {
+        ctx.fail(format!(
+            "session {} ({}) moved from {} to {} {moved_why}",
+            s.id,
+            s.kind.name(),
+            s.owner,
+            seen.backend
+        ));
+    }
+    if seen.count != expected {
+        s.lost += 1;
+        ctx.fail(format!(
+            "session {} ({}) on {}: count {} where {expected} was due: state lost",
+            s.id,
+            s.kind.name(),
+            seen.backend,
+            seen.count
+        ));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
