@@ -156,3 +156,17 @@ fn fallback_lists_are_distinct_successors_skipping_down_hosts() {
     let d = decide(&two, &req(&[]), &AllUp, NOW, &mut ids);
     assert_eq!(target_value(&two, &d, &AllUp).split(',').count(), 2, "never more than the hosts");
 }
+
+#[test]
+fn no_down_flags_means_every_host_is_up() {
+    // The glue passes an empty flag slice when nothing is known to be down.
+    let cfg = config(5, "", r#"{"header":"x-gateway-destination-endpoint","fallbacks":2}"#);
+    let none: &[bool] = &[];
+    for k in 0..200 {
+        let r = req(&[("x-user", &format!("u{k}"))]);
+        let a = decide(&cfg, &r, &AllUp, NOW, &mut counter_ids());
+        let b = decide(&cfg, &r, none, NOW, &mut counter_ids());
+        assert_eq!(a, b);
+        assert_eq!(target_value(&cfg, &a, &AllUp), target_value(&cfg, &b, none));
+    }
+}

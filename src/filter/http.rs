@@ -13,7 +13,7 @@ use super::{now_ms, property_string, property_u64, random_id};
 use crate::config::Config;
 use crate::health::flags;
 use crate::metrics::{HostMetrics, Metrics};
-use crate::router::{self, AllUp, Decision, Kind, RequestView};
+use crate::router::{self, Decision, Kind, RequestView};
 use crate::shared::{self, HealthView};
 
 pub(super) struct Http {
@@ -93,19 +93,10 @@ impl HttpContext for Http {
         if checks_health && health.refresh(&cfg, self.config_epoch, now) {
             self.metrics.healthy_hosts(&cfg, health.down());
         }
-        let down = health.down();
-        let (decision, value) = match down {
-            Some(down) => {
-                let d = router::decide(&cfg, &request, down, now / 1000, &mut random_id);
-                let v = router::target_value(&cfg, &d, down);
-                (d, v)
-            }
-            None => {
-                let d = router::decide(&cfg, &request, &AllUp, now / 1000, &mut random_id);
-                let v = router::target_value(&cfg, &d, &AllUp);
-                (d, v)
-            }
-        };
+        // No flags (nothing known to be down) means every host is up.
+        let down = health.down().unwrap_or(&[]);
+        let decision = router::decide(&cfg, &request, down, now / 1000, &mut random_id);
+        let value = router::target_value(&cfg, &decision, down);
         drop(health);
         // Replaces every client-supplied copy of the header.
         if let Err(e) =
