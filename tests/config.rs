@@ -247,14 +247,27 @@ fn integer_fields_accept_integral_doubles() {
             "health":{{"passive":{{"consecutive_failures":{cf},"ejection_seconds":{ej},"max_ejection_seconds":{mej}}},
                       "active":{{"cluster":"c","interval_ms":{iv},"timeout_ms":{to},"unhealthy_threshold":{ut},"healthy_threshold":{ht}}}}},
             "discovery":{{"type":"envoy_admin","cluster":"a","target_cluster":"b","interval_ms":{div}}}}}"#,
-            w = n(2), ttl = n(3600), idle = n(600), fb = n(1), vn = n(256), cf = n(3), ej = n(10),
-            mej = n(300), iv = n(1000), to = n(500), ut = n(2), ht = n(3), div = n(2000)
+            w = n(2),
+            ttl = n(3600),
+            idle = n(600),
+            fb = n(1),
+            vn = n(256),
+            cf = n(3),
+            ej = n(10),
+            mej = n(300),
+            iv = n(1000),
+            to = n(500),
+            ut = n(2),
+            ht = n(3),
+            div = n(2000)
         )
     };
     let ints = parse(&config(&|v| v.to_string())).unwrap();
     for (style, render) in [
         ("256.0", &(|v: u64| format!("{v}.0")) as &dyn Fn(u64) -> String),
-        ("2.56e2", &|v: u64| format!("{}e{}", v as f64 / 10f64.powi(v.to_string().len() as i32 - 1), v.to_string().len() - 1)),
+        ("2.56e2", &|v: u64| {
+            format!("{}e{}", v as f64 / 10f64.powi(v.to_string().len() as i32 - 1), v.to_string().len() - 1)
+        }),
         ("2560e-1", &|v: u64| format!("{}e-1", v * 10)),
     ] {
         let doubles = config(render);
@@ -262,21 +275,45 @@ fn integer_fields_accept_integral_doubles() {
         assert_eq!(format!("{got:?}"), format!("{ints:?}"), "{style} style parses to a different config");
     }
     for (json, expected) in [
-        (with(r#"[{"address":"10.0.0.1:80","weight":1.5}]"#, SOURCES), "hosts[0].weight: invalid type: floating point `1.5`"),
-        (with(r#"[{"address":"10.0.0.1:80","weight":-1.0}]"#, SOURCES), "hosts[0].weight: invalid value: floating point `-1`"),
-        (with(r#"[{"address":"10.0.0.1:80","weight":4294967296.0}]"#, SOURCES), "hosts[0].weight: invalid value: floating point `4294967296`"),
-        (with(r#"[{"address":"10.0.0.1:80","weight":1e400}]"#, SOURCES), "config: is not valid JSON"),
-        (with(HOSTS, &format!("{SOURCES},\"vnodes_per_weight\":0.5")), "vnodes_per_weight: invalid type: floating point `0.5`"),
-        (with(HOSTS, &format!("{SOURCES},\"vnodes_per_weight\":0.0")), "vnodes_per_weight: 0 is out of range"),
         (
-            with(HOSTS, r#","sticky_cookie":{"name":"s","ttl_seconds":1.8446744073709552e19,"secret_env":"SR_SECRET"}"#),
-            "sticky_cookie.ttl_seconds: invalid value: floating point `18446744073709552000`",
+            with(r#"[{"address":"10.0.0.1:80","weight":1.5}]"#, SOURCES),
+            "hosts[0].weight: invalid type: floating point `1.5`",
         ),
-        (with(HOSTS, &format!("{SOURCES},\"vnodes_per_weight\":\"256\"")), "vnodes_per_weight: invalid type: string \"256\", expected u32"),
+        (
+            with(r#"[{"address":"10.0.0.1:80","weight":-1.0}]"#, SOURCES),
+            "hosts[0].weight: invalid value: floating point `-1.0`",
+        ),
+        (
+            with(r#"[{"address":"10.0.0.1:80","weight":4294967296.0}]"#, SOURCES),
+            "hosts[0].weight: invalid value: floating point `4294967296.0`",
+        ),
+        (with(r#"[{"address":"10.0.0.1:80","weight":1e400}]"#, SOURCES), "config: is not valid JSON"),
+        (
+            with(HOSTS, &format!("{SOURCES},\"vnodes_per_weight\":0.5")),
+            "vnodes_per_weight: invalid type: floating point `0.5`",
+        ),
+        (
+            with(HOSTS, &format!("{SOURCES},\"vnodes_per_weight\":0.0")),
+            "vnodes_per_weight: 0 is out of range",
+        ),
+        (
+            with(
+                HOSTS,
+                r#","sticky_cookie":{"name":"s","ttl_seconds":1.8446744073709552e19,"secret_env":"SR_SECRET"}"#,
+            ),
+            "sticky_cookie.ttl_seconds: invalid value: floating point `1.8446744073709552e+19`, expected u64",
+        ),
+        (
+            with(HOSTS, &format!("{SOURCES},\"vnodes_per_weight\":\"256\"")),
+            "vnodes_per_weight: invalid type: string \"256\", expected u32",
+        ),
         (with(r#"[{"address":"10.0.0.1:80","weight":null}]"#, SOURCES), ""),
     ] {
         match parse(&json) {
-            Err(got) => assert!(!expected.is_empty() && got.starts_with(expected), "{json}\n  expected: {expected}\n  got: {got}"),
+            Err(got) => assert!(
+                !expected.is_empty() && got.starts_with(expected),
+                "{json}\n  expected: {expected}\n  got: {got}"
+            ),
             Ok(_) => assert!(expected.is_empty(), "{json} accepted, expected {expected}"),
         }
     }

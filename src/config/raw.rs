@@ -14,7 +14,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) sticky_cookie: Option<RawSticky>,
     pub(super) target: RawTarget,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub(super) vnodes_per_weight: Option<u32>,
     #[serde(default)]
     pub(super) health: Option<RawHealth>,
@@ -34,9 +34,11 @@ pub(super) struct RawHealth {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPassive {
+    #[serde(deserialize_with = "int::req")]
     pub(super) consecutive_failures: u32,
+    #[serde(deserialize_with = "int::req")]
     pub(super) ejection_seconds: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub(super) max_ejection_seconds: Option<u64>,
 }
 
@@ -48,13 +50,13 @@ pub(super) struct RawActive {
     pub(super) path: Option<String>,
     #[serde(default)]
     pub(super) authority: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub(super) interval_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub(super) timeout_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub(super) unhealthy_threshold: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub(super) healthy_threshold: Option<u32>,
 }
 
@@ -65,7 +67,7 @@ pub struct HostSpec {
     pub address: String,
     #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub weight: Option<u32>,
     #[serde(default)]
     pub drain: bool,
@@ -77,7 +79,7 @@ pub(super) enum RawDiscovery {
     EnvoyAdmin {
         cluster: String,
         target_cluster: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "int::opt")]
         interval_ms: Option<u64>,
     },
     Json {
@@ -86,7 +88,7 @@ pub(super) enum RawDiscovery {
         format: RegistryFormat,
         #[serde(default)]
         authority: Option<String>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "int::opt")]
         interval_ms: Option<u64>,
     },
 }
@@ -118,8 +120,9 @@ pub(super) enum RawSource {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSticky {
     pub(super) name: String,
+    #[serde(deserialize_with = "int::req")]
     pub(super) ttl_seconds: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub(super) idle_timeout_seconds: Option<u64>,
     #[serde(default)]
     pub(super) secret: Option<String>,
@@ -143,6 +146,89 @@ pub(super) struct RawTarget {
     pub(super) header: String,
     #[serde(default)]
     pub(super) encoding: Option<Encoding>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub(super) fallbacks: Option<u32>,
+}
+
+/// Integer fields, written as JSON integers or as integral doubles (`256.0`, `3.6e3`).
+///
+/// Istio hands the filter a WasmPlugin's `pluginConfig`, a protobuf `Struct`, serialized to JSON:
+/// every number in a `Struct` is a double, and some serializers write `256.0` for 256. An integral,
+/// finite double is accepted as the integer it names; a fraction, a negative number or a value out
+/// of the field's range is rejected with serde's usual wording (`invalid type: floating point
+/// \`1.5\`, expected u32`), so errors still name field and value.
+pub(super) mod int {
+    use core::fmt;
+    use core::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, Error, Unexpected, Visitor};
+
+    /// The unsigned integer types the config uses.
+    pub(in crate::config) trait Unsigned: TryFrom<u64> + Sized {
+        const NAME: &'static str;
+    }
+
+    impl Unsigned for u32 {
+        const NAME: &'static str = "u32";
+    }
+
+    impl Unsigned for u64 {
+        const NAME: &'static str = "u64";
+    }
+
+    /// 2^64 as a double: the first double above `u64::MAX`.
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+
+    struct Integral<T>(PhantomData<T>);
+
+    impl<T: Unsigned> Visitor<'_> for Integral<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(T::NAME)
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(u) => self.visit_u64(u),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<T, E> {
+            if !v.is_finite() || v.fract() != 0.0 {
+                return Err(E::invalid_type(Unexpected::Float(v), &self));
+            }
+            if !(0.0..TWO_POW_64).contains(&v) {
+                return Err(E::invalid_value(Unexpected::Float(v), &self));
+            }
+            // Integral and in 0..2^64, so the conversion is exact.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let u = v as u64;
+            T::try_from(u).map_err(|_| E::invalid_value(Unexpected::Float(v), &self))
+        }
+    }
+
+    /// One integer, for `Option<T>` through `Option`'s own `null` handling.
+    struct Int<T>(T);
+
+    impl<'de, T: Unsigned> Deserialize<'de> for Int<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Integral(PhantomData)).map(Int)
+        }
+    }
+
+    pub(in crate::config) fn req<'de, D: Deserializer<'de>, T: Unsigned>(d: D) -> Result<T, D::Error> {
+        Int::deserialize(d).map(|Int(v)| v)
+    }
+
+    pub(in crate::config) fn opt<'de, D: Deserializer<'de>, T: Unsigned>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Option::<Int<T>>::deserialize(d).map(|v| v.map(|Int(v)| v))
+    }
 }
