@@ -27,6 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "schema" / "session-router.schema.json"
 ISTIO_DIR = REPO / "envoy" / "istio"
+ENVOY_GATEWAY_DIR = REPO / "envoy" / "envoy-gateway"
 # Istio's CRDs: $ISTIO_CRDS_DIR, else the copy vendored next to these tests (SHARED_CRD_DIR is
 # where that copy came from; test_manifests checks they are still identical when it exists).
 VENDORED_CRD_DIR = Path(__file__).resolve().parent / "istio-crds"
@@ -105,8 +106,33 @@ def plugin_spec(doc: dict) -> dict | None:
     return None
 
 
-def manifest_examples() -> list[Example]:
+def envoy_gateway_documents() -> list[tuple[str, dict]]:
+    """(file#index, document) for every YAML document under envoy/envoy-gateway."""
     out = []
+    for path in sorted(ENVOY_GATEWAY_DIR.glob("*.yaml")):
+        for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
+            if doc is not None:
+                out.append((f"envoy/envoy-gateway/{path.name}#{i}", doc))
+    return out
+
+
+def envoy_gateway_examples() -> list[Example]:
+    """The filter config of every `wasm` entry of every EnvoyExtensionPolicy, with its
+    `env.hostKeys` (read from the proxy's environment) and `rootID`."""
+    out = []
+    for where, doc in envoy_gateway_documents():
+        if doc.get("kind") != "EnvoyExtensionPolicy":
+            continue
+        for i, wasm in enumerate(doc["spec"].get("wasm", [])):
+            if "config" in wasm:
+                out.append(Example(f"{where}/wasm/{i}", wasm["config"],
+                                   env_from_host=tuple(wasm.get("env", {}).get("hostKeys", [])),
+                                   root_id=wasm.get("rootID", "")))
+    return out
+
+
+def manifest_examples() -> list[Example]:
+    out = envoy_gateway_examples()
     for where, doc in istio_documents():
         wasm = plugin_spec(doc)
         if wasm is None or "pluginConfig" not in wasm:
