@@ -535,8 +535,16 @@ def test_jsonpb_struct_matches_istiod():
         '{"a":[1.5,true,null,"x\\u003cy"],"b":256,"c":{"y":1e+21,"z":3600}}'
 
 
-def test_istio_ecds_delivery_and_in_place_update(upstreams, proxy, tmp_path):
+@pytest.mark.parametrize("resource_version", ["same", "bumped"])
+def test_istio_ecds_delivery_and_update(upstreams, proxy, tmp_path, resource_version):
+    """`same`: only the plugin config changes — applied in place to the running VMs (no worker VM
+    is created; Envoy builds one short-lived VM on the main thread for the new config).
+    `bumped`: what istiod really sends for an edited WasmPlugin — its new resourceVersion is in
+    the VM's key_values (ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION), and Envoy treats a changed VM
+    environment as a new VM: every worker's VM is replaced. Either way no cookie session moves and
+    hashed sessions move only to the new host (the ring and the cookies do not live in the VM)."""
     wasm = require_wasm()
+    concurrency = 2
     ups = upstreams(4)
     plugin = wasmplugin()
     spec = plugin["spec"]
@@ -546,7 +554,7 @@ def test_istio_ecds_delivery_and_in_place_update(upstreams, proxy, tmp_path):
     name = f"{plugin['metadata']['namespace']}.{plugin['metadata']['name']}"
     ecds = tmp_path / "ecds.json"
     write_resources(ecds, [istio_extension_config(plugin, wasm, 1)])
-    envoy = proxy.start("istio-ecds", istio_config(ecds, name, ups), env={SECRET_ENV: SECRET})
+    envoy = proxy.start("istio-ecds", istio_config(ecds, name, ups), concurrency=concurrency, env={SECRET_ENV: SECRET})
     assert wait_for(lambda: len(re.findall(r"session-router v\S+: 3 hosts", envoy.log_text())) >= 2, 10)
     dump = json.loads(envoy.admin("/config_dump"))
     ecds_dump = [c for c in dump["configs"] if c["@type"].endswith("EcdsConfigDump")]
@@ -575,17 +583,44 @@ def test_istio_ecds_delivery_and_in_place_update(upstreams, proxy, tmp_path):
     reload_key = reloads[0]
     reloads_before = stats[reload_key]
 
-    # The WasmPlugin changes: a host added. istiod pushes a new resource (new resourceVersion).
+    # Traffic keeps flowing while the update lands: no request may fail.
+    stop, during = threading.Event(), []
+
+    def load(worker):
+        i = worker
+        while not stop.is_set():
+            try:
+                during.append(served(envoy, "/", [("x-jwt-sub", keys[i % len(keys)])])[0])
+            except OSError as e:
+                during.append(str(e))
+            i += 3
+
+    pool = ThreadPoolExecutor(3)
+    for w in range(3):
+        pool.submit(load, w)
+    time.sleep(0.3)
+    # The WasmPlugin changes: a host added. istiod pushes the new resource.
     spec["pluginConfig"]["hosts"].append({"address": ups[3].addr, "id": "backend-3"})
-    write_resources(ecds, [istio_extension_config(plugin, wasm, 2)])
-    assert wait_for(lambda: envoy.stats().get(reload_key, 0) > reloads_before, 15), "ECDS update not applied"
-    assert wait_for(lambda: len(re.findall(r"session-router v\S+: 4 hosts", envoy.log_text())) >= 2, 10)
-    time.sleep(0.2)
+    write_resources(ecds, [istio_extension_config(plugin, wasm, 1 if resource_version == "same" else 2)])
+    try:
+        assert wait_for(lambda: envoy.stats().get(reload_key, 0) > reloads_before, 15), "ECDS update not applied"
+        assert wait_for(lambda: len(re.findall(r"session-router v\S+: 4 hosts", envoy.log_text())) >= 2, 10)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        pool.shutdown(wait=True)
+    assert len(during) > 20 and set(during) == {200}, f"{len(during)} requests during the update: {set(during)}"
 
     stats = envoy.stats()
     vms_after = (stats.get("wasm.envoy.wasm.runtime.v8.created"), stats.get("wasm.envoy.wasm.runtime.v8.active"))
-    print(f"istio ecds: VMs (created, active) before {vms_before}, after {vms_after}")
-    assert vms_after == vms_before, "the update was applied to the running VMs, none created"
+    created = vms_after[0] - vms_before[0]
+    print(f"istio ecds ({resource_version} resourceVersion): VMs (created, active) before {vms_before}, "
+          f"after {vms_after}")
+    assert vms_after[1] == vms_before[1], "as many VMs as before"
+    if resource_version == "same":
+        assert created < concurrency, f"{created} VMs created: a worker's VM was replaced"
+    else:
+        assert created >= concurrency + 1, f"only {created} VMs created: Envoy now keeps VMs across env changes?"
 
     for cookie, host in sessions:
         assert owner([("cookie", cookie)])[0] == host, "a cookie session moved"
