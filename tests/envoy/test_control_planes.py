@@ -512,9 +512,13 @@ def istio_config(ecds_path, ecds_name, ups):
         "stat_prefix": "outbound_0.0.0.0_8080",
         "route_config": {"name": "http.8080", "virtual_hosts": [{"name": "shop.example.com:443", "domains": ["*"], "routes": [route]}]},
         "http_filters": [
+            # istiod's toEnvoyHTTPFilter: named <namespace>.<name>, ADS (a file here), the listener
+            # blocked until the config arrives, Wasm or (the agent's fail-closed stand-in) RBAC.
             {"name": ecds_name, "config_discovery": {
-                "config_source": {"path_config_source": {"path": str(ecds_path)}, "resource_api_version": "V3"},
-                "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}},
+                "config_source": {"path_config_source": {"path": str(ecds_path)}, "resource_api_version": "V3",
+                                  "initial_fetch_timeout": "0s"},
+                "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                              "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"]}},
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
         ],
