@@ -306,6 +306,11 @@ def test_envoy_gateway_rendered_shape(upstreams, proxy, module_server, tmp_path)
 
     # Two policies, two VMs: the filters are distinct and both configured (one line per worker).
     dump = envoy.admin("/config_dump")
+    (active,) = [c for c in json.loads(dump)["configs"] if c["@type"].endswith("ListenersConfigDump")]
+    (live,) = active["static_listeners"]
+    live_filters = live["listener"]["default_filter_chain"]["filters"][0]["typed_config"]["http_filters"]
+    assert [(f["name"], f.get("disabled", False)) for f in live_filters] == [
+        (fa["name"], True), (fb["name"], True), ("envoy.filters.http.router", False)]
     assert set(re.findall(r'"vm_id": "(envoyextensionpolicy/[^"]+)"', dump)) == {
         "envoyextensionpolicy/shop/session-router/wasm/0", "envoyextensionpolicy/shop/session-router-b/wasm/0"}
     # Each VM logs (under its vm_id) its own config, once per worker.
@@ -637,3 +642,30 @@ def test_istio_ecds_delivery_and_update(upstreams, proxy, tmp_path, resource_ver
     print(f"istio ecds: {len(moved)}/{len(keys)} hashed sessions moved ({share:.0%}, optimum 25%)")
     assert set(moved.values()) == {ups[3].name}, "hashed sessions move only to the new host"
     assert 0.12 <= share <= 0.40
+
+
+def test_istio_ecds_rejects_a_bad_update_and_keeps_routing(upstreams, proxy, tmp_path):
+    """A WasmPlugin edited into an invalid config (two hosts with one address): the filter's
+    on_configure refuses it, Envoy rejects the ECDS update and keeps the running config, and
+    traffic goes on being routed by it — no 5xx, even with failStrategy FAIL_CLOSE."""
+    wasm = require_wasm()
+    ups = upstreams(3)
+    plugin = wasmplugin()
+    spec = plugin["spec"]
+    spec["pluginConfig"]["hosts"] = [{"address": u.addr, "id": f"backend-{i}"} for i, u in enumerate(ups)]
+    name = f"{plugin['metadata']['namespace']}.{plugin['metadata']['name']}"
+    ecds = tmp_path / "ecds.json"
+    write_resources(ecds, [istio_extension_config(plugin, wasm, 1)])
+    envoy = proxy.start("istio-ecds", istio_config(ecds, name, ups), env={SECRET_ENV: SECRET})
+    keys = [f"user-{i}" for i in range(40)]
+    before = {k: served(envoy, "/", [("x-jwt-sub", k)])[1]["name"] for k in keys}
+    fails = [k for k in envoy.stats() if k.startswith("extension_config_discovery.") and k.endswith(".config_fail")]
+    assert fails, sorted(k for k in envoy.stats() if k.startswith("extension_config_discovery."))
+
+    spec["pluginConfig"]["hosts"].append({"address": ups[0].addr, "id": "backend-dup"})
+    write_resources(ecds, [istio_extension_config(plugin, wasm, 2)])
+    assert wait_for(lambda: envoy.stats().get(fails[0], 0) >= 1, 15), "the bad update was not rejected"
+    assert "configuration rejected: hosts[3].address" in envoy.log_text()
+    for k in keys:
+        status, body, _ = served(envoy, "/", [("x-jwt-sub", k)])
+        assert (status, body["name"]) == (200, before[k])
