@@ -109,6 +109,11 @@ def proxy(tmp_path, monkeypatch, request):
         print(f"---- {envoy.log_path}\n{envoy.log_tail()}")
 
 
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
 def module_server(tmp_path):
     """The release module served over HTTP on loopback, named by its sha256 like Envoy Gateway's
@@ -119,10 +124,7 @@ def module_server(tmp_path):
     data = wasm.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     (root / f"{sha}.wasm").write_bytes(data)
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietFiles, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     yield f"http://127.0.0.1:{port}/{sha}.wasm", sha, port
@@ -268,8 +270,9 @@ def eg_config(tmp_path, routes, uri, sha, wasm_port):
         vhost["routes"].append(r)
     write_resources(rds_path, [{"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
                                 **route_config}])
-    # The module comes from "Envoy Gateway's Wasm cache": a plain HTTP server on loopback here.
-    (wasm_cluster,) = [c for c in golden("wasm.clusters.yaml") if c["name"] == "wasm_cluster"]
+    # The module comes from "Envoy Gateway's Wasm cache" (golden: DNS + TLS to the controller's
+    # `wasm_cluster`): a plain HTTP server on loopback here, under the same cluster name.
+    assert [c["name"] for c in golden("wasm.clusters.yaml")].count("wasm_cluster") == 1
     wasm_cluster = {
         "name": "wasm_cluster", "type": "STATIC", "connectTimeout": "2s",
         "loadAssignment": {"clusterName": "wasm_cluster", "endpoints": [{"lbEndpoints": [{"endpoint": {
