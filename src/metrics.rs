@@ -179,7 +179,8 @@ impl HostMetrics {
         HostMetrics {
             routed: cfg.hosts.iter().map(|h| define(MetricType::Counter, &host_metric_name(&h.id))).collect(),
             spilled: if cfg.bounded_load.is_some() {
-                let spilled = |h: &crate::config::Host| host_metric_name(&h.id).replace(".routed", ".spilled");
+                let spilled =
+                    |h: &crate::config::Host| host_metric_name(&h.id).replace(".routed", ".spilled");
                 cfg.hosts.iter().map(|h| define(MetricType::Counter, &spilled(h))).collect()
             } else {
                 Vec::new()

@@ -211,7 +211,7 @@ fn drained_and_down_hosts_stay_excluded_from_spills() {
 
 #[test]
 fn factor_must_be_above_one_and_finite() {
-    for bad in ["1", "1.0", "0.5", "1.0004", "-2", "11"] {
+    for bad in ["1", "1.0", "0.5", "1.0004", "1.0009", "-2", "11", "10.01"] {
         let json = format!(
             r#"{{"hosts":[{{"address":"10.0.0.1:80"}}],"sources":[{{"type":"source_ip"}}],
                 "bounded_load":{{"factor":{bad}}},"target":{{"header":"x-envoy-original-dst-host"}}}}"#

@@ -324,10 +324,13 @@ fn compile_bounded_load(raw: RawBoundedLoad) -> Result<BoundedLoad, ConfigError>
     let f = raw.factor;
     // In thousandths, so every worker and replica computes the same bound without floats.
     let milli = (f * FACTOR_SCALE as f64).round();
-    if !f.is_finite() || f > MAX_BALANCE_FACTOR || milli <= FACTOR_SCALE as f64 {
+    if !f.is_finite()
+        || !(MIN_BALANCE_FACTOR..=MAX_BALANCE_FACTOR).contains(&f)
+        || milli <= FACTOR_SCALE as f64
+    {
         return Err(err(
             "bounded_load.factor",
-            format!("{f} is out of range: above 1 (at least 1.001) and at most {MAX_BALANCE_FACTOR}"),
+            format!("{f} is out of range {MIN_BALANCE_FACTOR}..={MAX_BALANCE_FACTOR}"),
         ));
     }
     Ok(BoundedLoad {

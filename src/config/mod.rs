@@ -35,6 +35,8 @@ pub const MAX_KEY_BYTES: usize = 4096;
 /// `bounded_load.factor` range: above 1 (a bound of exactly the mean cannot be met by every host at
 /// once) and at most 10 (beyond that the bound never binds).
 pub const MAX_BALANCE_FACTOR: f64 = 10.0;
+/// The factor is kept in thousandths: 1.001 is the smallest bound above the mean.
+pub const MIN_BALANCE_FACTOR: f64 = 1.001;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
