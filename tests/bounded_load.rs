@@ -223,3 +223,40 @@ fn factor_must_be_above_one_and_finite() {
     assert_eq!(ok.bounded_load.unwrap().factor_milli, 1500);
     assert!(!ok.bounded_load.unwrap().spill_unpinned_keys);
 }
+
+/// Envoy spreads connections over W workers, each counting only its own requests in flight. Each
+/// worker keeps its hosts within ⌈c × its mean⌉, so summed over workers a host carries at most
+/// c × mean + W: the global bound loosens by one request per worker (README "Bounded load").
+#[test]
+fn w_workers_keep_the_global_load_within_c_times_mean_plus_w() {
+    let cfg = config(C125, true);
+    let hot = keys_owned_by(&cfg, 0, 200);
+    for workers in [1usize, 2, 4, 8] {
+        let mut rng = Rng(99);
+        let mut loads = vec![vec![0u64; HOSTS]; workers];
+        let mut in_flight: VecDeque<(usize, usize)> = VecDeque::new();
+        let mut worst = i64::MIN;
+        for step in 0..20_000 {
+            if in_flight.len() == 600 {
+                let (w, h) = in_flight.pop_front().unwrap();
+                loads[w][h] -= 1;
+            }
+            let w = step % workers;
+            let key = if rng.next() % 100 < 20 {
+                hot[(rng.next() % hot.len() as u64) as usize].clone()
+            } else {
+                format!("user-{}", rng.next())
+            };
+            let d =
+                decide_with_load(&cfg, &req(&[("x-user", &key)]), &AllUp, loads[w].as_slice(), NOW, &mut ids());
+            loads[w][d.host] += 1;
+            in_flight.push_back((w, d.host));
+            let global: Vec<u64> = (0..HOSTS).map(|h| loads.iter().map(|l| l[h]).sum()).collect();
+            let total: u64 = global.iter().sum();
+            let bound = (1250 * total).div_ceil(1000 * HOSTS as u64);
+            worst = worst.max(*global.iter().max().unwrap() as i64 - bound as i64);
+        }
+        println!("{workers} workers: the busiest host peaked {worst} over ⌈1.25 × mean⌉");
+        assert!(worst <= workers as i64, "{workers} workers: {worst} over ⌈c × mean⌉");
+    }
+}
