@@ -247,8 +247,14 @@ fn w_workers_keep_the_global_load_within_c_times_mean_plus_w() {
             } else {
                 format!("user-{}", rng.next())
             };
-            let d =
-                decide_with_load(&cfg, &req(&[("x-user", &key)]), &AllUp, loads[w].as_slice(), NOW, &mut ids());
+            let d = decide_with_load(
+                &cfg,
+                &req(&[("x-user", &key)]),
+                &AllUp,
+                loads[w].as_slice(),
+                NOW,
+                &mut ids(),
+            );
             loads[w][d.host] += 1;
             in_flight.push_back((w, d.host));
             let global: Vec<u64> = (0..HOSTS).map(|h| loads.iter().map(|l| l[h]).sum()).collect();
@@ -258,5 +264,28 @@ fn w_workers_keep_the_global_load_within_c_times_mean_plus_w() {
         }
         println!("{workers} workers: the busiest host peaked {worst} over ⌈1.25 × mean⌉");
         assert!(worst <= workers as i64, "{workers} workers: {worst} over ⌈c × mean⌉");
+    }
+}
+
+#[test]
+fn malformed_bounded_load_configs_are_errors_naming_the_field() {
+    let cases = [
+        (r#"{"factor":"1.5"}"#, "bounded_load.factor"),
+        (r#"{"factor":null}"#, "bounded_load.factor"),
+        (r#"{"factor":true}"#, "bounded_load.factor"),
+        (r#"{"factor":[1.5]}"#, "bounded_load.factor"),
+        (r#"{"factor":1.5,"spill_unpinned_keys":"yes"}"#, "bounded_load.spill_unpinned_keys"),
+        (r#"{"factor":1.5,"extra":1}"#, "bounded_load.extra"),
+        (r#"{}"#, "bounded_load"),
+        (r#"1.25"#, "bounded_load"),
+        (r#"[]"#, "bounded_load"),
+    ];
+    for (value, field) in cases {
+        let json = format!(
+            r#"{{"hosts":[{{"address":"10.0.0.1:80"}}],"sources":[{{"type":"source_ip"}}],
+                "bounded_load":{value},"target":{{"header":"x-envoy-original-dst-host"}}}}"#
+        );
+        let e = Config::parse(json.as_bytes(), |_| None).unwrap_err();
+        assert_eq!(e.field, field, "{value}: {e}");
     }
 }
