@@ -56,11 +56,17 @@ VARIANTS = [
     ("f", "session-router sticky cookie verified", "f_sticky.yaml", "srv"),
     ("g", "session-router sticky cookie issued (every request a new session)", "f_sticky.yaml", "sid"),
     ("h", "(e) without passive health", "h_override_host_nohealth.yaml", "sid"),
+    ("i", "(e) with bounded load (factor 1.25)", "i_bounded_load.yaml", "sid"),
+    ("n", "no-op wasm filter setting a constant header (the floor)", "n_floor.yaml", "sid"),
 ]
-OURS = ("d", "e", "f", "g", "h")
-WASM_OF = {}  # variant id -> another build of the filter (--wasm-variant)
+OURS = ("d", "e", "f", "g", "h", "i")
+FLOOR_WASM = REPO / "target" / "bench-tools" / "noop_filter.wasm"  # bench/floor/noop_filter.rs
+WASM_OF = {"n": FLOOR_WASM}  # variant id -> another build of the filter (--wasm-variant)
 SHORT = {"a": "round robin", "b": "RING_HASH", "c": "MAGLEV", "d": "SR orig_dst", "e": "SR override",
-         "f": "SR sticky ok", "g": "SR sticky new", "h": "SR no health"}
+         "f": "SR sticky ok", "g": "SR sticky new", "h": "SR no health", "i": "SR bounded load",
+         "n": "no-op floor"}
+# Variants measured in instructions per request by the short (CI) run; the full run measures all.
+SHORT_INSTRUCTIONS = ("n", "e", "i")
 
 # Ports (all on 127.0.0.1). The backends' ports are their identities on every ring, so they are
 # fixed; if any is taken (another Envoy on the machine), every port moves by the same offset.
@@ -299,7 +305,11 @@ def front_config(file, listen_port, admin_port, wasm):
     plugin = wasm_plugin(listener)
     if plugin:
         plugin["vm_config"]["code"]["local"]["filename"] = str(wasm)
-        if PORT_OFFSET:
+        if PORT_OFFSET and not plugin["configuration"]["value"].lstrip().startswith("{"):
+            # The floor's configuration is one header line naming one backend.
+            name, ip, port = plugin["configuration"]["value"].rsplit(":", 2)
+            plugin["configuration"]["value"] = f"{name}:{ip}:{int(port) + PORT_OFFSET}"
+        elif PORT_OFFSET:
             fc = json.loads(plugin["configuration"]["value"])
             for h in fc["hosts"]:
                 ip, port = h["address"].rsplit(":", 1)
@@ -456,6 +466,52 @@ def cost_phase(opts, binary, wasm, work, keys):
     for p, *_rest in started.values():
         PROCS.stop(p)
     return {"saturation": sat, "fixed": fixed, "fixed_rate": rate, "filter_stats": stats}
+
+
+def instructions_phase(opts, binary, work):
+    """Instructions per request of each variant, each front under callgrind (bench/instructions.py),
+    with the configs and request lines phase 1 used."""
+    import instructions
+
+    lines = {k: (work / f"headers_{k}.txt").read_text().split("\n") for k in ("sid", "srv")}
+    chosen = []
+    for i, (v, label, file, kind) in enumerate(VARIANTS):
+        if opts.short and v not in SHORT_INSTRUCTIONS:
+            continue
+        config = work / f"front_{v.replace(':', '_')}.yaml"
+        if not config.is_file():  # (g) shares (f)'s config
+            config = next(work / f"front_{w}.yaml" for w, _, fl, _ in VARIANTS
+                          if fl == file and (work / f"front_{w}.yaml").is_file())
+        cfg = yaml.safe_load(config.read_text())
+        port = cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+        chosen.append((v, config, port, [x for x in lines[kind] if x]))
+    warmup = opts.instr_requests
+    return instructions.phase(binary, chosen, work, PROCS, opts.instr_requests, warmup, log)
+
+
+def instructions_section(cost):
+    """RESULTS.md section: instructions and CPU time per request, as ratios to (b) and to the floor."""
+    import instructions
+
+    labels = {v: label for v, label, _, _ in VARIANTS}
+    out = ["", "## Instructions per request (callgrind)", "",
+           "Envoy's own instructions per request, every thread, counted by valgrind's callgrind around "
+           f"{next(iter(cost['instructions'].values()))['requests']} keep-alive requests per variant after as many "
+           "warm-up requests (`bench/instructions.py`): deterministic to ~0.1%, where CPU time swings ±20–30% "
+           "here. CPU µs are the medians of phase 1's saturation runs.", ""]
+    out += instructions.report_lines(cost["instructions"], labels)
+    cpu = {}
+    for v in cost["instructions"]:
+        xs = [r["cpu_us_per_req"] for r in cost["saturation"] if r["variant"] == v and r["cpu_us_per_req"]]
+        if xs:
+            cpu[v] = med(xs)
+    if cpu:
+        out += ["", "| variant | CPU µs / request | × (b) | × floor |", "|---|---:|---:|---:|"]
+        for v, c in cpu.items():
+            xb = f"{c / cpu['b']:.2f}" if cpu.get("b") else "—"
+            xn = f"{c / cpu['n']:.2f}" if cpu.get("n") else "—"
+            out.append(f"| ({v}) {labels.get(v, v)} | {c:.2f} | {xb} | {xn} |")
+    return out
 
 
 # ---- phase 2: spread and movement through Envoy ---------------------------------------------
@@ -847,8 +903,8 @@ def write_chart(out, cost, envoy_spread, opts):
     vs = list(rows)
     ticks = [f"({v})\n{SHORT[v]}" for v in vs]
     palette = {"a": "#999999", "b": "#4c72b0", "c": "#55a868", "d": "#dd8452", "e": "#dd8452", "f": "#c44e52",
-               "g": "#c44e52", "h": "#e8a878"}
-    colors = [palette[v[0]] if ":" not in v else "#8172b3" for v in vs]
+               "g": "#c44e52", "h": "#e8a878", "i": "#da8bc3", "n": "#bbbbbb"}
+    colors = [palette.get(v[0], "#8172b3") if ":" not in v else "#8172b3" for v in vs]
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
     import numpy as np
 
@@ -926,6 +982,8 @@ def main():
                     help="also run the selected session-router variants with this build of the filter "
                          "(e.g. to measure a src/ change against the current one in the same rounds)")
     ap.add_argument("--skip-spread", action="store_true", help="cost per request only")
+    ap.add_argument("--no-instructions", action="store_true", help="skip the callgrind instructions-per-request phase")
+    ap.add_argument("--instr-requests", type=int, help="requests per variant counted under callgrind")
     ap.add_argument("--keep-work", action="store_true", help="keep the temporary configs, logs and landings")
     opts = ap.parse_args()
     opts.rounds = opts.rounds or (1 if opts.short else 3)
@@ -939,6 +997,7 @@ def main():
     opts.request_keys = 200 if opts.short else 1000
     opts.key_conns = 8
     opts.duration = max(1, round(opts.duration))  # wrk takes whole seconds
+    opts.instr_requests = opts.instr_requests or (200 if opts.short else 2000)
     opts.out.mkdir(parents=True, exist_ok=True)
     global VARIANTS
     if opts.only:
@@ -958,6 +1017,8 @@ def main():
     wasm = Path(os.environ.get("SESSION_ROUTER_WASM") or DEFAULT_WASM).resolve()
     if not wasm.is_file():
         sys.exit(f"{wasm} not found: cargo build --release --target wasm32-wasip1")
+    if not FLOOR_WASM.is_file():
+        sys.exit(f"{FLOOR_WASM} not found: build bench/floor/noop_filter.rs (bench/run.sh does)")
     for tool in ("loadgen", "spread", "hotpath"):
         if not (TOOLS / tool).is_file():
             sys.exit(f"{TOOLS / tool} not found: build bench/tools (bench/run.sh does)")
@@ -981,6 +1042,10 @@ def main():
 
         log("phase 1: cost per request")
         cost = cost_phase(opts, binary, wasm, work, keys)
+
+        if not opts.no_instructions:
+            log(f"phase 1b: instructions per request (callgrind, {opts.instr_requests} requests per variant)")
+            cost["instructions"] = instructions_phase(opts, binary, work)
 
         envoy_spread = {}
         if not opts.skip_spread:
@@ -1010,6 +1075,9 @@ def main():
 
     wasm_size = wasm.stat().st_size
     write_report(opts.out, opts, info, cost, envoy_spread, native_same, native_large, crit, allocs, wasm_size, agree)
+    if cost.get("instructions"):
+        with (opts.out / "RESULTS.md").open("a") as f:
+            f.write("\n".join(instructions_section(cost)) + "\n")
     write_chart(opts.out, cost, envoy_spread, opts)
     raw = {
         "machine": info, "options": {k: (_relative(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},

@@ -31,6 +31,14 @@ if [ -z "${SESSION_ROUTER_WASM:-}" ]; then
   say "building the filter (cargo build --release --target wasm32-wasip1)"
   cargo build --quiet --release --target wasm32-wasip1
 fi
+say "building the no-op floor filter (bench/floor/noop_filter.rs)"
+mkdir -p target/bench-tools
+rustc --edition 2024 --target wasm32-wasip1 --crate-type cdylib -C opt-level=3 -C panic=abort -C debuginfo=0 \
+  -C strip=debuginfo -o target/bench-tools/noop_filter.wasm bench/floor/noop_filter.rs
+if ! command -v valgrind >/dev/null 2>&1; then
+  say "installing valgrind (Debian), for instructions per request"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
 say "building bench/tools (loadgen, spread, hotpath)"
 cargo build --quiet --release --manifest-path bench/tools/Cargo.toml --target-dir target/bench-tools
 

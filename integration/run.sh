@@ -2,14 +2,19 @@
 # The docker-compose end-to-end harness: the release session_router.wasm in a real Envoy in front
 # of fake stateful backends (integration/README.md).
 #
-#   bash integration/run.sh          build, then run both scenarios twice: with in-memory and
-#                                    with Redis-backed session state; always tears down
+#   bash integration/run.sh          build, then run the failover and scaling scenarios twice:
+#                                    with in-memory and with Redis-backed session state, and the
+#                                    bounded-load one once; always tears down
 #   bash integration/run.sh failover only the failover scenario (docker-compose.yml: fixed
 #                                    backend-1..3, `docker stop backend-2`)
 #   bash integration/run.sh scale    only the scaling scenario (docker-compose.scale.yml: one
 #                                    `backend` service, `up --scale backend=5`, then back to 3)
+#   bash integration/run.sh bounded  only the bounded-load scenario (docker-compose.yml with
+#                                    envoy/envoy-bounded.yaml: backend-2 made slow while new
+#                                    sessions arrive; per-backend counts)
 #   bash integration/run.sh up       build and leave the stack running (STATE=memory|redis);
-#                                    `up scale`: the scaling stack, SCALE_FROM replicas
+#                                    `up scale`: the scaling stack, SCALE_FROM replicas;
+#                                    `up bounded`: the stack with bounded load on
 #   bash integration/run.sh down     remove that stack (and the scaling one)
 #   bash integration/run.sh build    only build the wasm, the harness and the images
 #
@@ -21,7 +26,11 @@
 #                 (installed with apt-get when missing and run as root); or REDIS_IMAGE=redis:7
 #   COMPOSE       the compose command; default `docker compose` when present, else docker-compose
 #   STATES        the state stores to test, default "memory redis"
-#   SCENARIOS     the scenarios `test` runs, default "failover scale"
+#   SCENARIOS     the scenarios `test` runs, default "failover scale bounded" (bounded runs
+#                 once, with the first of STATES: where state is kept does not steer load)
+#   SLOW, SLOW_MS the backend the bounded-load scenario makes slow, and by how much (backend-2,
+#                 500 ms); BOUNDED_EXISTING, BOUNDED_NEW, BOUNDED_BUSY its load (60 sessions, 150
+#                 new ones per phase, 8 connections keeping the slow backend's sessions busy)
 #   VICTIM        the backend the runner stops, default backend-2
 #   SCALE_FROM, SCALE_TO   replicas of the scaling scenario: SCALE_FROM, then SCALE_TO, then
 #                 SCALE_FROM again (default 3 and 5)
@@ -46,7 +55,8 @@ export HARNESS_IMAGE=${HARNESS_IMAGE:-$LOCAL_HARNESS}
 export SESSION_ROUTER_WASM=${SESSION_ROUTER_WASM:-$ROOT/target/wasm32-wasip1/release/session_router.wasm}
 export VICTIM=${VICTIM:-backend-2}
 STATES=${STATES:-memory redis}
-SCENARIOS=${SCENARIOS:-failover scale}
+SCENARIOS=${SCENARIOS:-failover scale bounded}
+BOUNDED_CONFIG="$HERE/envoy/envoy-bounded.yaml"
 SCALE_PROJECT=${SCALE_PROJECT_NAME:-session-router-scale}
 SCALE_FROM=${SCALE_FROM:-3}
 SCALE_TO=${SCALE_TO:-5}
@@ -247,6 +257,24 @@ run_state() {
   printf '\nSTATE=%s: failover scenario passed in %ss\n' "$STATE" $((SECONDS - started))
 }
 
+# --- the bounded-load scenario ------------------------------------------------------------------
+
+# The fixed-backends stack with envoy-bounded.yaml: `e2e bounded` makes one backend slow itself
+# (its /admin/slow, on the compose network) and checks where new sessions land.
+run_bounded() {
+  export STATE=$1
+  local started=$SECONDS
+  step "STATE=$STATE: stack up with bounded load (envoy/envoy-bounded.yaml, $COMPOSE)"
+  teardown
+  ENVOY_CONFIG=$BOUNDED_CONFIG up_stack || { print_logs; return 1; }
+  if ! compose run --rm --no-deps -T client e2e bounded | tee "$BUILD/e2e-bounded.log"; then
+    print_logs
+    return 1
+  fi
+  teardown
+  printf '\nSTATE=%s: bounded-load scenario passed in %ss\n' "$STATE" $((SECONDS - started))
+}
+
 # --- the scaling scenario ----------------------------------------------------------------------
 
 print_scale_logs() {
@@ -347,6 +375,15 @@ case "$COMMAND" in
       echo "  bash integration/run.sh down"
       exit 0
     fi
+    if [ "${2:-}" = bounded ]; then
+      ENVOY_CONFIG=$BOUNDED_CONFIG up_stack
+      echo
+      echo "Stack up with bounded load (STATE=$STATE). Envoy: http://${ENVOY_LISTEN:-127.0.0.1:10000}  admin: http://${ENVOY_ADMIN_LISTEN:-127.0.0.1:9901}"
+      echo "  $COMPOSE -p $PROJECT -f integration/docker-compose.yml run --rm client e2e bounded"
+      echo "  curl -s http://${ENVOY_ADMIN_LISTEN:-127.0.0.1:9901}/stats | grep -E 'session_router\.(bounded_load|host)'"
+      echo "  bash integration/run.sh down"
+      exit 0
+    fi
     up_stack
     echo
     echo "Stack up (STATE=$STATE). Envoy: http://${ENVOY_LISTEN:-127.0.0.1:10000}  admin: http://${ENVOY_ADMIN_LISTEN:-127.0.0.1:9901}"
@@ -357,12 +394,12 @@ case "$COMMAND" in
   down)
     teardown_all
     ;;
-  test | failover | scale)
+  test | failover | scale | bounded)
     [ "$COMMAND" = test ] || SCENARIOS=$COMMAND
     for scenario in $SCENARIOS; do
       case "$scenario" in
-        failover | scale) ;;
-        *) die "SCENARIOS: unknown scenario '$scenario' (failover, scale)" ;;
+        failover | scale | bounded) ;;
+        *) die "SCENARIOS: unknown scenario '$scenario' (failover, scale, bounded)" ;;
       esac
     done
     started=$SECONDS
@@ -373,10 +410,17 @@ case "$COMMAND" in
     trap 'exit 130' INT TERM
     build
     passed=0
+    ran=""
+    first_state=${STATES%% *}
     for state in $STATES; do
       for scenario in $SCENARIOS; do
+        if [ "$scenario" = bounded ] && [ "$state" != "$first_state" ]; then
+          continue
+        fi
         if [ "$scenario" = failover ]; then
           run_state "$state" && ok=1 || ok=0
+        elif [ "$scenario" = bounded ]; then
+          run_bounded "$state" && ok=1 || ok=0
         else
           run_scale "$state" && ok=1 || ok=0
         fi
@@ -386,13 +430,19 @@ case "$COMMAND" in
           exit 1
         fi
         passed=$((passed + 1))
+        ran="${ran:+$ran, }$scenario ($state)"
       done
     done
     for state in $STATES; do
       for scenario in $SCENARIOS; do
+        if [ "$scenario" = bounded ] && [ "$state" != "$first_state" ]; then
+          continue
+        fi
         printf '\n'
         if [ "$scenario" = failover ]; then
           sed -n '/^== figures/,/Envoy counters/p' "$BUILD/e2e-$state.log"
+        elif [ "$scenario" = bounded ]; then
+          sed -n '/^== figures (bounded/,/^requests:/p' "$BUILD/e2e-bounded.log"
         else
           # The figures of the last step (they repeat the earlier ones), and the compose timings.
           awk '/^== figures \(scale/ {buf = ""; on = 1} on && /^e2e scale-to/ {on = 0} on {buf = buf $0 "\n"} END {printf "%s", buf}' \
@@ -401,10 +451,10 @@ case "$COMMAND" in
         fi
       done
     done
-    printf '\nrun.sh: end-to-end tests passed (%s; %s) in %ss\n' "$SCENARIOS" "$STATES" $((SECONDS - started))
+    printf '\nrun.sh: end-to-end tests passed (%s) in %ss\n' "$ran" $((SECONDS - started))
     printf 'e2e: %s passed, 0 failed\n' "$passed"
     ;;
   *)
-    die "usage: bash integration/run.sh [test|failover|scale|up|down|build]"
+    die "usage: bash integration/run.sh [test|failover|scale|bounded|up [scale|bounded]|down|build]"
     ;;
 esac

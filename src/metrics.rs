@@ -29,6 +29,8 @@ pub struct Metrics {
     generation: u32,
     hosts: u32,
     polls_failed: u32,
+    spilled: u32,
+    spill_in_flight: u32,
 }
 
 impl Default for Metrics {
@@ -50,6 +52,8 @@ impl Default for Metrics {
             generation: UNDEFINED,
             hosts: UNDEFINED,
             polls_failed: UNDEFINED,
+            spilled: UNDEFINED,
+            spill_in_flight: UNDEFINED,
         }
     }
 }
@@ -87,6 +91,8 @@ impl Metrics {
             generation: define(MetricType::Gauge, "session_router.membership.generation"),
             hosts: define(MetricType::Gauge, "session_router.membership.hosts"),
             polls_failed: counter("session_router.membership.polls_failed"),
+            spilled: counter("session_router.bounded_load.spilled"),
+            spill_in_flight: define(MetricType::Gauge, "session_router.bounded_load.in_flight"),
         }
     }
 
@@ -131,6 +137,14 @@ impl Metrics {
         }
     }
 
+    /// A new binding spilled past its first choice; `in_flight` is the worker's load the bound saw.
+    pub fn spilled(&self, in_flight: u64) {
+        add(self.spilled, 1);
+        if self.spill_in_flight != UNDEFINED {
+            let _ = hostcalls::record_metric(self.spill_in_flight, in_flight);
+        }
+    }
+
     pub fn poll_failed(&self) {
         add(self.polls_failed, 1);
     }
@@ -150,6 +164,8 @@ impl Metrics {
 #[derive(Default)]
 pub struct HostMetrics {
     routed: Vec<u32>,
+    /// `session_router.host.<id>.spilled`: new bindings bounded load moved off this host.
+    spilled: Vec<u32>,
 }
 
 pub fn host_metric_name(id: &str) -> String {
@@ -162,10 +178,21 @@ impl HostMetrics {
     pub fn define(cfg: &Config) -> HostMetrics {
         HostMetrics {
             routed: cfg.hosts.iter().map(|h| define(MetricType::Counter, &host_metric_name(&h.id))).collect(),
+            spilled: if cfg.bounded_load.is_some() {
+                let spilled =
+                    |h: &crate::config::Host| host_metric_name(&h.id).replace(".routed", ".spilled");
+                cfg.hosts.iter().map(|h| define(MetricType::Counter, &spilled(h))).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
     pub fn routed(&self, host: usize) {
         add(self.routed.get(host).copied().unwrap_or(UNDEFINED), 1);
+    }
+
+    pub fn spilled(&self, host: usize) {
+        add(self.spilled.get(host).copied().unwrap_or(UNDEFINED), 1);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use crate::bounded::{self, BoundedLoad, Loads};
 use crate::config::{Config, MAX_KEY_BYTES, Source};
 use crate::murmur3::{hash64, murmur3_x64_128};
 use crate::sticky::{self, Claims, Policy, Rejection};
@@ -52,6 +53,8 @@ pub struct Decision {
     /// `Set-Cookie` value to send back, when a sticky cookie must be issued or refreshed.
     pub set_cookie: Option<String>,
     pub rejected: Rejections,
+    /// Bounded load moved this new binding past its first choice, which was over the bound.
+    pub spilled_from: Option<usize>,
 }
 
 /// Which hosts may take traffic (see `health::Table::down_hosts`).
@@ -82,10 +85,25 @@ fn takes_new(cfg: &Config, health: &(impl Health + ?Sized), host: usize) -> bool
 }
 
 /// Routes one request. `now` is Unix seconds; `random_id` yields 128 fresh random bits.
+/// Bounded load, if configured, sees no load: see [`decide_with_load`].
 pub fn decide(
     cfg: &Config,
     req: &impl RequestView,
     health: &(impl Health + ?Sized),
+    now: u64,
+    random_id: &mut dyn FnMut() -> [u8; 16],
+) -> Decision {
+    decide_with_load(cfg, req, health, &[] as &[u64], now, random_id)
+}
+
+/// [`decide`], with each host's requests in flight for `bounded_load`: a decision that creates a
+/// binding (a new session; a hashed key when a sticky cookie will pin it) skips hosts over the
+/// bound, in the key's preference order. A valid sticky cookie is never moved for load.
+pub fn decide_with_load(
+    cfg: &Config,
+    req: &impl RequestView,
+    health: &(impl Health + ?Sized),
+    loads: &(impl Loads + ?Sized),
     now: u64,
     random_id: &mut dyn FnMut() -> [u8; 16],
 ) -> Decision {
@@ -97,7 +115,14 @@ pub fn decide(
         if let Some(host) = pinned.filter(|&h| health.is_up(h)) {
             let set_cookie =
                 needs_refresh(cfg, &claims, now).then(|| issue(cfg, claims, host, now)).flatten();
-            return Decision { host, kind: Kind::Pinned, point: claims.point, set_cookie, rejected };
+            return Decision {
+                host,
+                kind: Kind::Pinned,
+                point: claims.point,
+                set_cookie,
+                rejected,
+                spilled_from: None,
+            };
         }
         // The pinned host is down or no longer a member: move to the ring successor of the
         // session's point and re-pin there, so the session does not bounce back when the old
@@ -111,6 +136,7 @@ pub fn decide(
                     point: claims.point,
                     set_cookie,
                     rejected,
+                    spilled_from: None,
                 };
             }
             // Nowhere to go: stay (Envoy answers 503) and issue nothing.
@@ -122,6 +148,7 @@ pub fn decide(
                     point: claims.point,
                     set_cookie: None,
                     rejected,
+                    spilled_from: None,
                 };
             }
         }
@@ -140,10 +167,26 @@ pub fn decide(
             (hash64(&id), id, Kind::New)
         }
     };
-    let Some(host) = cfg.ring.first_eligible(point, takes_new) else {
+    let binds = kind == Kind::New || cfg.sticky.is_some();
+    let steer = cfg.bounded_load.filter(|b| binds || b.spill_unpinned_keys);
+    let (first, spilled_from) = match steer {
+        Some(b) => match bounded_choice(cfg, &b, point, &takes_new, loads) {
+            Some(p) => (Some(p.host), p.spilled_from),
+            None => (None, None),
+        },
+        None => (cfg.ring.first_eligible(point, takes_new), None),
+    };
+    let Some(host) = first else {
         // No host can take the session (all down or draining): route by the ring so Envoy
         // answers, but pin nothing.
-        return Decision { host: cfg.ring.owner(point), kind, point, set_cookie: None, rejected };
+        return Decision {
+            host: cfg.ring.owner(point),
+            kind,
+            point,
+            set_cookie: None,
+            rejected,
+            spilled_from: None,
+        };
     };
     let set_cookie = cfg.sticky.as_ref().and_then(|s| {
         let claims = Claims {
@@ -155,7 +198,25 @@ pub fn decide(
         };
         issue(cfg, claims, host, now)
     });
-    Decision { host, kind, point, set_cookie, rejected }
+    Decision { host, kind, point, set_cookie, rejected, spilled_from }
+}
+
+/// The first host in the key's preference order (owner, then distinct successors) that takes new
+/// sessions and has room under the bound. O(hosts): only decisions that create a binding pay it.
+fn bounded_choice(
+    cfg: &Config,
+    b: &BoundedLoad,
+    point: u64,
+    takes_new: &impl Fn(usize) -> bool,
+    loads: &(impl Loads + ?Sized),
+) -> Option<bounded::Placed> {
+    let (mut total, mut total_weight) = (0u64, 0u64);
+    for (i, h) in cfg.hosts.iter().enumerate().filter(|&(i, _)| takes_new(i)) {
+        total = total.saturating_add(loads.load(i));
+        total_weight += u64::from(h.weight);
+    }
+    let weight = |h: usize| cfg.hosts.get(h).map_or(1, |h| u64::from(h.weight));
+    bounded::place(b, cfg.ring.walk(point).filter(|&h| takes_new(h)), loads, total, total_weight, weight)
 }
 
 /// The `target.header` value: the chosen host, then up to `fallbacks` further distinct hosts

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::raw::*;
 use super::*;
+use crate::bounded::FACTOR_SCALE;
 use crate::health::{Passive, ProbeThresholds};
 use crate::ring::{MAX_HOSTS, Ring};
 use crate::sticky::CookieKey;
@@ -37,6 +38,7 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
     }
     let health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
     let discovery = raw.discovery.map(compile_discovery).transpose()?;
+    let bounded_load = raw.bounded_load.map(compile_bounded_load).transpose()?;
     let mut config = Config {
         hosts: Vec::new(),
         ring: Ring::empty(),
@@ -46,6 +48,7 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
         vnodes_per_weight: vnodes,
         health,
         discovery,
+        bounded_load,
         tags: Vec::new(),
         addresses: Vec::new(),
     };
@@ -314,6 +317,25 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
         secure,
         http_only: raw.http_only.unwrap_or(true),
         same_site,
+    })
+}
+
+fn compile_bounded_load(raw: RawBoundedLoad) -> Result<BoundedLoad, ConfigError> {
+    let f = raw.factor;
+    // In thousandths, so every worker and replica computes the same bound without floats.
+    let milli = (f * FACTOR_SCALE as f64).round();
+    if !f.is_finite()
+        || !(MIN_BALANCE_FACTOR..=MAX_BALANCE_FACTOR).contains(&f)
+        || milli <= FACTOR_SCALE as f64
+    {
+        return Err(err(
+            "bounded_load.factor",
+            format!("{f} is out of range {MIN_BALANCE_FACTOR}..={MAX_BALANCE_FACTOR}"),
+        ));
+    }
+    Ok(BoundedLoad {
+        factor_milli: milli as u64,
+        spill_unpinned_keys: raw.spill_unpinned_keys.unwrap_or(false),
     })
 }
 

@@ -12,6 +12,7 @@ mod raw;
 
 pub use raw::HostSpec;
 
+use crate::bounded::BoundedLoad;
 use crate::health::{Passive, ProbeThresholds};
 use crate::ring::Ring;
 use crate::sticky::{CookieKey, HostTag};
@@ -31,6 +32,11 @@ pub const MAX_TTL_SECONDS: u64 = 400 * 24 * 3600;
 pub const MAX_FALLBACKS: u32 = 16;
 /// Largest session key taken from any source; longer values are bad input.
 pub const MAX_KEY_BYTES: usize = 4096;
+/// `bounded_load.factor` range: above 1 (a bound of exactly the mean cannot be met by every host at
+/// once) and at most 10 (beyond that the bound never binds).
+pub const MAX_BALANCE_FACTOR: f64 = 10.0;
+/// The factor is kept in thousandths: 1.001 is the smallest bound above the mean.
+pub const MIN_BALANCE_FACTOR: f64 = 1.001;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -173,6 +179,8 @@ pub struct Config {
     pub vnodes_per_weight: u32,
     pub health: HealthConfig,
     pub discovery: Option<Discovery>,
+    /// Steers new bindings away from hosts over `⌈factor × mean⌉` requests in flight.
+    pub bounded_load: Option<BoundedLoad>,
     /// `(tag, host index)` sorted by tag, for pinned lookups in O(log n).
     tags: Vec<(HostTag, usize)>,
     /// `(address, host index)` sorted by address, to attribute a response to its host.

@@ -20,6 +20,16 @@ pub(super) struct RawConfig {
     pub(super) health: Option<RawHealth>,
     #[serde(default)]
     pub(super) discovery: Option<RawDiscovery>,
+    #[serde(default)]
+    pub(super) bounded_load: Option<RawBoundedLoad>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBoundedLoad {
+    pub(super) factor: f64,
+    #[serde(default)]
+    pub(super) spill_unpinned_keys: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -24,9 +24,51 @@ pub(super) struct Http {
     pub(super) health: Rc<RefCell<HealthView>>,
     pub(super) log_limit: Rc<RefCell<LogLimit>>,
     pub(super) decision: Option<Decision>,
+    /// This worker's requests in flight per host, for bounded load (empty when it is off).
+    pub(super) in_flight: Rc<InFlight>,
+    /// The host this request counts against in `in_flight`, until it ends.
+    pub(super) counted: Option<usize>,
 }
 
 impl Context for Http {}
+
+/// Requests in flight per host index, as this worker sees them, for one config generation: a
+/// request ends against the table it started in, so host indices never mix across configs.
+#[derive(Default)]
+pub(super) struct InFlight {
+    loads: RefCell<Vec<u64>>,
+    total: std::cell::Cell<u64>,
+}
+
+impl InFlight {
+    pub(super) fn new(hosts: usize) -> InFlight {
+        InFlight { loads: RefCell::new(vec![0; hosts]), total: Default::default() }
+    }
+
+    fn start(&self, host: usize) -> Option<usize> {
+        let mut loads = self.loads.borrow_mut();
+        let load = loads.get_mut(host)?;
+        *load += 1;
+        self.total.set(self.total.get() + 1);
+        Some(host)
+    }
+
+    fn end(&self, host: usize) {
+        if let Some(load) = self.loads.borrow_mut().get_mut(host) {
+            *load = load.saturating_sub(1);
+            self.total.set(self.total.get().saturating_sub(1));
+        }
+    }
+}
+
+impl Drop for Http {
+    /// Envoy deletes the context when the stream ends, however it ends (done, reset, aborted).
+    fn drop(&mut self) {
+        if let Some(host) = self.counted.take() {
+            self.in_flight.end(host);
+        }
+    }
+}
 
 /// The request as the router sees it: every header pair, fetched in one host call.
 struct Request {
@@ -95,7 +137,12 @@ impl HttpContext for Http {
         }
         // No flags (nothing known to be down) means every host is up.
         let down = health.down().unwrap_or(&[]);
-        let decision = router::decide(&cfg, &request, down, now / 1000, &mut random_id);
+        let decision = if cfg.bounded_load.is_some() {
+            let loads = self.in_flight.loads.borrow();
+            router::decide_with_load(&cfg, &request, down, loads.as_slice(), now / 1000, &mut random_id)
+        } else {
+            router::decide(&cfg, &request, down, now / 1000, &mut random_id)
+        };
         let value = router::target_value(&cfg, &decision, down);
         drop(health);
         // Replaces every client-supplied copy of the header.
@@ -107,6 +154,13 @@ impl HttpContext for Http {
         self.log_decision(&cfg, &decision, now);
         self.metrics.record(&decision);
         self.host_metrics.routed(decision.host);
+        if cfg.bounded_load.is_some() {
+            if let Some(from) = decision.spilled_from {
+                self.host_metrics.spilled(from);
+                self.metrics.spilled(self.in_flight.total.get());
+            }
+            self.counted = self.in_flight.start(decision.host);
+        }
         self.decision = Some(decision);
         Action::Continue
     }

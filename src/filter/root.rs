@@ -10,7 +10,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 
-use super::http::Http;
+use super::http::{Http, InFlight};
 use super::log_limit::LogLimit;
 use super::{VERSION, now_ms, random_id, tick_ms};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
@@ -31,6 +31,8 @@ pub struct Root {
     host_metrics: Rc<HostMetrics>,
     health: Rc<RefCell<HealthView>>,
     log_limit: Rc<RefCell<LogLimit>>,
+    /// Requests in flight per host for bounded load, one table per config.
+    in_flight: Rc<InFlight>,
     /// Identifies this VM in the lease.
     lease_owner: u64,
     /// In-flight probes: call token → host index.
@@ -53,6 +55,7 @@ impl Default for Root {
             host_metrics: Rc::default(),
             health: Rc::default(),
             log_limit: Rc::default(),
+            in_flight: Rc::default(),
             lease_owner: u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
             probes: HashMap::new(),
             polls: HashSet::new(),
@@ -90,6 +93,8 @@ impl Context for Root {
 impl Root {
     fn set_config(&mut self, config: Rc<Config>) {
         self.host_metrics = Rc::new(HostMetrics::define(&config));
+        let counted = if config.bounded_load.is_some() { config.hosts.len() } else { 0 };
+        self.in_flight = Rc::new(InFlight::new(counted));
         self.config = Some(config);
         self.config_epoch += 1;
     }
@@ -299,6 +304,8 @@ impl RootContext for Root {
             health: self.health.clone(),
             log_limit: self.log_limit.clone(),
             decision: None,
+            in_flight: self.in_flight.clone(),
+            counted: None,
         }))
     }
 

@@ -193,6 +193,8 @@ class Upstream:
         self.name = name
         self.port = 0
         self.requests = []
+        # Seconds each answer waits before it is sent (a slow backend); 0 answers at once.
+        self.delay = 0.0
         self._server = None
         self._connections = set()
         self._lock = threading.Lock()
@@ -261,6 +263,8 @@ class _EchoHandler(BaseHTTPRequestHandler):
             "headers": {name: v[0] if len(v) == 1 else v for name, v in values.items()},
         }
         upstream.requests.append(seen)
+        if upstream.delay > 0:
+            time.sleep(upstream.delay)
         body = json.dumps(seen).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")

@@ -19,7 +19,8 @@
 //!
 //! Admin: `/healthz` (200, or 503 when failing or Redis does not answer), `/admin/fail` (then 503
 //! on everything but `/admin/*`), `/admin/recover`, `/admin/slow?ms=N` (delay every application
-//! request by N ms, 0 to stop), `/admin/stats` (request counts).
+//! request by N ms, 0 to stop), `/admin/stats` (request counts, and `in_flight`: application
+//! requests being answered right now).
 //!
 //! Environment: `BACKEND_NAME` (default `$HOSTNAME`), `LISTEN` (default `0.0.0.0:8080`), `STATE`,
 //! `REDIS_ADDR`.
@@ -53,6 +54,8 @@ struct Backend {
     failing: AtomicBool,
     slow_ms: AtomicU64,
     requests: AtomicU64,
+    /// Application requests being answered right now (a slow backend's queue, as it sees it).
+    in_flight: AtomicU64,
     healthz: AtomicU64,
     errors: AtomicU64,
     started: Instant,
@@ -239,6 +242,7 @@ impl Conn<'_> {
             return self.admin(action, req);
         }
         b.requests.fetch_add(1, Relaxed);
+        let _in_flight = InFlight::start(&b.in_flight);
         if b.failing.load(Relaxed) {
             return self.error(503, "failing (/admin/fail)");
         }
@@ -310,7 +314,7 @@ impl Conn<'_> {
             200,
             format!(
                 "{{\"backend\":{},\"address\":{},\"state\":\"{}\",\"requests\":{},\"healthz\":{},\
-                 \"errors\":{},\"sessions\":{sessions},\"failing\":{},\"slow_ms\":{},\"uptime_s\":{}}}",
+                 \"errors\":{},\"sessions\":{sessions},\"failing\":{},\"slow_ms\":{},\"in_flight\":{},\"uptime_s\":{}}}",
                 quote(&b.name),
                 quote(&self.local),
                 b.state_name(),
@@ -319,9 +323,26 @@ impl Conn<'_> {
                 b.errors.load(Relaxed),
                 b.failing.load(Relaxed),
                 b.slow_ms.load(Relaxed),
+                b.in_flight.load(Relaxed),
                 b.started.elapsed().as_secs(),
             ),
         )
+    }
+}
+
+/// Counts one application request in flight until dropped.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn start(counter: &'a AtomicU64) -> InFlight<'a> {
+        counter.fetch_add(1, Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -416,6 +437,7 @@ fn main() {
         failing: AtomicBool::new(false),
         slow_ms: AtomicU64::new(0),
         requests: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
         healthz: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         started: Instant::now(),

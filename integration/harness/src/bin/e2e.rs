@@ -8,6 +8,8 @@
 //!   e2e scale-before [N], e2e scale-to N
 //!                the scaling scenario of docker-compose.scale.yml (`--scale backend=N`): see
 //!                e2e/scale.rs
+//!   e2e bounded  the bounded-load scenario (Envoy with envoy-bounded.yaml): one backend made
+//!                slow, new sessions steer around it, no pinned session moves: see e2e/bounded.rs
 //!
 //! Exit status 0 when every check passed, 1 otherwise, 2 on bad usage.
 //!
@@ -29,6 +31,8 @@ use session_router_harness::http::{self, Client, Response};
 use session_router_harness::json::Value;
 use session_router_harness::make_jwt;
 
+#[path = "e2e/bounded.rs"]
+mod bounded;
 #[path = "e2e/scale.rs"]
 mod scale;
 
@@ -1186,14 +1190,14 @@ fn main() {
         }
     };
     let known = match command.as_str() {
-        "before" | "after" | "check" => args.len() == 1,
+        "before" | "after" | "check" | "bounded" => args.len() == 1,
         "scale-before" => args.len() <= 2,
         "scale-to" => args.len() == 2,
         _ => false,
     };
     if !known {
         eprintln!(
-            "usage: e2e before|after|check|scale-before [N]|scale-to N   (see the top of \
+            "usage: e2e before|after|check|bounded|scale-before [N]|scale-to N   (see the top of \
              integration/harness/src/bin/e2e.rs)"
         );
         std::process::exit(2);
@@ -1220,6 +1224,7 @@ fn main() {
     let result = match command.as_str() {
         "before" => before(&ctx, true),
         "check" => before(&ctx, false),
+        "bounded" => bounded::run(&ctx),
         "scale-before" => scale::before(&mut ctx, hosts),
         "scale-to" => scale::to(&mut ctx, hosts.unwrap_or(1)),
         _ => after(&mut ctx),
