@@ -13,6 +13,8 @@
 3. The manifests agree with each other and with the filter: policies target the route, the
    override header is the filter's target header, retries cover the fallbacks, the secret comes
    from the proxy environment through env.hostKeys and the EnvoyProxy.
+4. The hand-written CEL table test_manifests uses for Istio's CRDs agrees with cel-python on
+   every rule the Istio manifests (and their broken variants) meet.
 
 (The filter config inside the EnvoyExtensionPolicy is also checked against the filter's JSON
 Schema and by the filter itself in test_schema.py, through sr_support.manifest_examples.)
@@ -22,7 +24,10 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import os
+import re
+import urllib.parse
 from pathlib import Path
 
 import jsonschema
@@ -30,6 +35,7 @@ import pytest
 import yaml
 from jsonschema import ValidationError
 from sr_support import ENVOY_GATEWAY_DIR, REPO, envoy_gateway_documents
+import test_manifests
 from test_manifests import _list_map_keys, _list_type, to_json_schema
 
 celpy = pytest.importorskip("celpy", reason="pip install -r tests/schema/requirements.txt (cel-python)")
@@ -56,7 +62,27 @@ def _is_ip(value):
         return celtypes.BoolType(False)
 
 
-CEL_FUNCTIONS = {"isIP": _is_ip}  # Kubernetes' CEL IP library (only isIP appears in these CRDs)
+_REQUEST_URI = re.compile(r"^(/|[A-Za-z][A-Za-z0-9+.-]*:)[^\s\x00-\x1f\x7f]*$")
+
+
+def _is_url(value):
+    """Kubernetes' isURL: Go's url.ParseRequestURI succeeds (an absolute URI or an absolute path)."""
+    return celtypes.BoolType(bool(_REQUEST_URI.match(str(value))))
+
+
+def _url(value):
+    if not _is_url(value):
+        raise ValueError(f"URL parse error during conversion from string: {value!r}")
+    return celtypes.StringType(str(value))
+
+
+def _get_scheme(value):
+    return celtypes.StringType(urllib.parse.urlsplit(str(value)).scheme)
+
+
+# Kubernetes' CEL libraries, as far as the vendored CRDs use them: isIP (Gateway API); url, isURL
+# and getScheme (Istio's CRDs, for the cross-check with test_manifests.RULES below).
+CEL_FUNCTIONS = {"isIP": _is_ip, "isURL": _is_url, "url": _url, "getScheme": _get_scheme}
 _ENV = celpy.Environment()
 _PROGRAMS: dict[str, object] = {}
 
@@ -75,7 +101,7 @@ def cel_holds(rule: str, value) -> tuple[bool, str | None]:
     """(verdict, evaluation error). A rule that fails to evaluate fails, as in the API server."""
     try:
         result = cel_program(rule).evaluate({"self": celpy.json_to_cel(value)})
-    except celpy.CELEvalError as e:
+    except (celpy.CELEvalError, ValueError) as e:
         return False, str(e.args[0] if e.args else e)
     if isinstance(result, celpy.CELEvalError):
         return False, str(result.args[0] if result.args else result)
@@ -378,3 +404,41 @@ def test_policy_matches_the_filter_and_the_traffic_policy():
     container = _one("EnvoyProxy")["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]
     (var,) = container["env"]
     assert var["name"] == cookie["secret_env"] and var["valueFrom"]["secretKeyRef"]["name"]
+
+
+# ---- the Istio manifests' CEL rules: the hand-written table agrees with a CEL evaluator -------------
+
+
+def test_istio_rules_table_agrees_with_cel_python():
+    """test_manifests evaluates Istio's CEL rules through hand-written Python equivalents (RULES).
+    Every rule met while validating the Istio manifests and their broken variants is evaluated by
+    both, and they must agree, with both verdicts seen."""
+    if not test_manifests.CRD_DIR.is_dir():
+        pytest.skip("Istio CRDs not found")
+    verdicts = []
+
+    def both(validator, rules, instance, schema):
+        for rule in rules:
+            text = " ".join(rule["rule"].split())
+            try:
+                table = bool(test_manifests.RULES[text](instance))
+            except (TypeError, ValueError, AttributeError):
+                table = False
+            verdicts.append((text, json.dumps(instance, sort_keys=True), table, cel_holds(text, instance)[0]))
+        return iter(())
+
+    checker = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"x-kubernetes-validations": both})
+    crds = test_manifests.load_crds()
+    base = test_manifests._wasmplugin()
+    docs = [d for _, d in test_manifests.ISTIO_DOCS]
+    docs += [test_manifests._mutated(base, change) for change in test_manifests.NEGATIVE.values()]
+    for doc in docs:
+        schema = crds.get((doc.get("apiVersion"), doc.get("kind")))
+        if schema is not None:
+            list(checker(schema).iter_errors(doc["spec"]))
+    disagree = [v for v in verdicts if v[2] != v[3]]
+    print(f"\n{len(verdicts)} Istio CEL verdicts over {len({v[0] for v in verdicts})} rules, "
+          f"{sum(not v[3] for v in verdicts)} false; table and cel-python disagree on {len(disagree)}")
+    assert disagree == [], disagree
+    assert {v[3] for v in verdicts} == {True, False}, "both verdicts must occur"
+    assert len({v[0] for v in verdicts}) >= 5, "too few distinct rules exercised"
