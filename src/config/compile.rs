@@ -36,7 +36,7 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
         ));
     }
     let health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
-    let discovery = raw.discovery.map(compile_discovery).transpose()?;
+    let discovery = raw.discovery.map(|d| compile_discovery(d, &target)).transpose()?;
     let mut config = Config {
         hosts: Vec::new(),
         ring: Ring::empty(),
@@ -53,22 +53,29 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
     Ok(config)
 }
 
-fn compile_discovery(raw: RawDiscovery) -> Result<Discovery, ConfigError> {
-    let (cluster, interval_ms, source) = match raw {
-        RawDiscovery::EnvoyAdmin { cluster, target_cluster, interval_ms } => {
+fn compile_discovery(raw: RawDiscovery, target: &Target) -> Result<Discovery, ConfigError> {
+    let (cluster, interval_ms, source, allowed_cidrs, denied_ports) = match raw {
+        RawDiscovery::EnvoyAdmin { cluster, target_cluster, interval_ms, allowed_cidrs, denied_ports } => {
             if target_cluster.is_empty() {
                 return Err(err("discovery.target_cluster", "must not be empty"));
             }
-            (cluster, interval_ms, DiscoverySource::EnvoyAdmin { target_cluster })
+            (
+                cluster,
+                interval_ms,
+                DiscoverySource::EnvoyAdmin { target_cluster },
+                allowed_cidrs,
+                denied_ports,
+            )
         }
-        RawDiscovery::Json { cluster, path, format, authority, interval_ms } => {
+        RawDiscovery::Json { cluster, path, format, authority, interval_ms, allowed_cidrs, denied_ports } => {
             if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
                 return Err(err(
                     "discovery.path",
                     format!("{path:?} must start with / and contain no spaces"),
                 ));
             }
-            (cluster, interval_ms, DiscoverySource::Registry { path, format, authority })
+            let source = DiscoverySource::Registry { path, format, authority };
+            (cluster, interval_ms, source, allowed_cidrs, denied_ports)
         }
     };
     if cluster.is_empty() || cluster.len() > 256 {
@@ -78,7 +85,58 @@ fn compile_discovery(raw: RawDiscovery) -> Result<Discovery, ConfigError> {
     if !(100..=3_600_000).contains(&interval_ms) {
         return Err(err("discovery.interval_ms", format!("{interval_ms} is out of range 100..=3600000")));
     }
-    Ok(Discovery { cluster, source, interval_ms })
+    let admission = compile_admission(allowed_cidrs, denied_ports, target)?;
+    Ok(Discovery { cluster, source, interval_ms, admission })
+}
+
+/// `discovery.allowed_cidrs` and `discovery.denied_ports`. The allow-list is required when the
+/// target is an ORIGINAL_DST cluster: it connects to whatever address discovery admits.
+fn compile_admission(
+    allowed_cidrs: Option<Vec<String>>,
+    denied_ports: Option<Vec<u16>>,
+    target: &Target,
+) -> Result<crate::discovery::Admission, ConfigError> {
+    use crate::discovery::{Admission, Cidr, MAX_ADMISSION_ENTRIES};
+    let mut admission = Admission::default();
+    match allowed_cidrs {
+        None if target.header == "x-envoy-original-dst-host" => {
+            return Err(err(
+                "discovery.allowed_cidrs",
+                "is required when target.header is x-envoy-original-dst-host: an ORIGINAL_DST cluster \
+                 connects to any address discovery admits (list the backends' ranges, e.g. [\"10.0.0.0/8\"])",
+            ));
+        }
+        None => {}
+        Some(list) if list.is_empty() || list.len() > MAX_ADMISSION_ENTRIES => {
+            return Err(err(
+                "discovery.allowed_cidrs",
+                format!(
+                    "has {} entries; list 1 to {MAX_ADMISSION_ENTRIES} ranges (leave it out to admit any \
+                     address outside loopback, link-local and metadata)",
+                    list.len()
+                ),
+            ));
+        }
+        Some(list) => {
+            for (i, c) in list.iter().enumerate() {
+                let cidr = Cidr::parse(c).map_err(|why| err(format!("discovery.allowed_cidrs[{i}]"), why))?;
+                admission.allowed.push(cidr);
+            }
+        }
+    }
+    if let Some(ports) = denied_ports {
+        if ports.len() > MAX_ADMISSION_ENTRIES {
+            return Err(err(
+                "discovery.denied_ports",
+                format!("has {} entries, at most {MAX_ADMISSION_ENTRIES}", ports.len()),
+            ));
+        }
+        if let Some(i) = ports.iter().position(|&p| p == 0) {
+            return Err(err(format!("discovery.denied_ports[{i}]"), "0 is not a port"));
+        }
+        admission.denied_ports = ports;
+    }
+    Ok(admission)
 }
 
 pub(super) fn compile_hosts(

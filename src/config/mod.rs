@@ -160,6 +160,8 @@ pub struct Discovery {
     pub cluster: String,
     pub source: DiscoverySource,
     pub interval_ms: u64,
+    /// Which discovered addresses may join (`allowed_cidrs`, `denied_ports`).
+    pub admission: crate::discovery::Admission,
 }
 
 #[derive(Debug, Clone)]

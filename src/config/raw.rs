@@ -79,6 +79,10 @@ pub(super) enum RawDiscovery {
         target_cluster: String,
         #[serde(default)]
         interval_ms: Option<u64>,
+        #[serde(default)]
+        allowed_cidrs: Option<Vec<String>>,
+        #[serde(default)]
+        denied_ports: Option<Vec<u16>>,
     },
     Json {
         cluster: String,
@@ -88,6 +92,10 @@ pub(super) enum RawDiscovery {
         authority: Option<String>,
         #[serde(default)]
         interval_ms: Option<u64>,
+        #[serde(default)]
+        allowed_cidrs: Option<Vec<String>>,
+        #[serde(default)]
+        denied_ports: Option<Vec<u16>>,
     },
 }
 
