@@ -743,10 +743,13 @@ fn c12_c13_truncations_and_wrong_lengths() {
     rejected_and_replaced(&cfg, "C13 MAC removed", &b64u(&bytes[..BODY]), Rejection::Malformed);
 }
 
-/// Recomputes the MAC the way `sticky.rs` documents it, to forge structurally odd but signed values.
+/// Recomputes the MAC the way `sticky.rs` documents it (it names the cookie, `srv` here), to
+/// forge structurally odd but signed values.
 fn sign(secret: &str, body: &[u8]) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(b"cookie\0");
+    mac.update(b"cookie-name\0");
+    mac.update(&3u16.to_be_bytes());
+    mac.update(b"srv");
     mac.update(body);
     let tag = mac.finalize().into_bytes();
     [body, &tag[..16]].concat()

@@ -47,6 +47,7 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
         health,
         discovery,
         tags: Vec::new(),
+        verify_tags: Vec::new(),
         addresses: Vec::new(),
     };
     config.set_hosts(raw.hosts)?;
@@ -328,6 +329,10 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
             format!("is {} bytes, at least {MIN_SECRET_BYTES} are required", secret.len()),
         ));
     }
+    let verify_secrets = compile_verify_secrets(raw.verify_secrets.unwrap_or_default(), &secret, env)?;
+    let signing = CookieKey::for_cookie(secret.as_bytes(), &raw.name);
+    let verify: Vec<CookieKey> =
+        verify_secrets.iter().map(|v| CookieKey::for_cookie(v.as_bytes(), &raw.name)).collect();
     let path = raw.path.unwrap_or_else(|| "/".to_owned());
     if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ';') {
         return Err(err(
@@ -366,13 +371,56 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
         name: raw.name,
         ttl_seconds: raw.ttl_seconds,
         idle_timeout_seconds: raw.idle_timeout_seconds,
-        key: CookieKey::new(secret.as_bytes()),
+        key: signing.clone(),
+        keys: std::iter::once(signing).chain(verify).collect(),
         path,
         domain: raw.domain,
         secure,
         http_only: raw.http_only.unwrap_or(true),
         same_site,
     })
+}
+
+/// `sticky_cookie.verify_secrets`: verify-only keys, each inline or from the environment, each
+/// at least as long as the signing key must be and different from it and from each other.
+fn compile_verify_secrets(
+    raw: Vec<RawSecret>,
+    signing: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, ConfigError> {
+    if raw.len() > MAX_VERIFY_SECRETS {
+        return Err(err(
+            "sticky_cookie.verify_secrets",
+            format!("has {} keys, at most {MAX_VERIFY_SECRETS}", raw.len()),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let field = |f: &str| format!("sticky_cookie.verify_secrets[{i}]{f}");
+        let secret = match (r.secret, r.secret_env) {
+            (Some(s), None) => s,
+            (None, Some(var)) => env(&var).ok_or_else(|| {
+                err(field(".secret_env"), format!("{var:?} is not set in the proxy's environment"))
+            })?,
+            (Some(_), Some(_)) => return Err(err(field(""), "set either secret or secret_env, not both")),
+            (None, None) => return Err(err(field(""), "needs secret or secret_env")),
+        };
+        // Never echo a secret.
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(err(
+                field(".secret"),
+                format!("is {} bytes, at least {MIN_SECRET_BYTES} are required", secret.len()),
+            ));
+        }
+        if secret == signing {
+            return Err(err(field(""), "is the signing key (secret / secret_env) again"));
+        }
+        if out.contains(&secret) {
+            return Err(err(field(""), "repeats an earlier verify key"));
+        }
+        out.push(secret);
+    }
+    Ok(out)
 }
 
 const MAX_EJECTION_SECONDS_DEFAULT: u64 = 300;

@@ -134,6 +134,8 @@ pub(super) struct RawSticky {
     #[serde(default)]
     pub(super) secret_env: Option<String>,
     #[serde(default)]
+    pub(super) verify_secrets: Option<Vec<RawSecret>>,
+    #[serde(default)]
     pub(super) path: Option<String>,
     #[serde(default)]
     pub(super) domain: Option<String>,
@@ -143,6 +145,16 @@ pub(super) struct RawSticky {
     pub(super) http_only: Option<bool>,
     #[serde(default)]
     pub(super) same_site: Option<SameSite>,
+}
+
+/// A verify-only key (`sticky_cookie.verify_secrets[i]`), inline or from the environment.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecret {
+    #[serde(default)]
+    pub(super) secret: Option<String>,
+    #[serde(default)]
+    pub(super) secret_env: Option<String>,
 }
 
 #[derive(Deserialize)]
