@@ -233,9 +233,9 @@ fn session_key(
                     _ => None,
                 }
             }
-            Source::Jwt { header, prefix, claim } => {
+            Source::Jwt { header, prefix, claim, leeway_seconds } => {
                 let token = req.header_values(header).find_map(|v| jwt::token(v, prefix))?;
-                match jwt::claim(token, claim, now) {
+                match jwt::claim_with_leeway(token, claim, now, *leeway_seconds) {
                     Ok(sub) => Some(sub.into_bytes()),
                     Err(e) => {
                         rejected.jwt = Some(e);

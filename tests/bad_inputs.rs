@@ -38,7 +38,9 @@ const JWT: usize = 1;
 const HEADER: usize = 2;
 const QUERY: usize = 3;
 const IP: usize = 4;
-const SOURCES: &str = r#"[{"type":"cookie","name":"JSESSIONID"},{"type":"jwt","claim":"sub"},
+// `leeway_seconds: 0`: the J12 rows check expiry to the second (the default 60 s leeway is
+// checked in tests/trust.rs).
+const SOURCES: &str = r#"[{"type":"cookie","name":"JSESSIONID"},{"type":"jwt","claim":"sub","leeway_seconds":0},
     {"type":"header","name":"x-user-id"},{"type":"query","name":"sid"},{"type":"source_ip"}]"#;
 
 fn config_json(hosts: &[&str], secret: &str, sticky_extra: &str) -> String {

@@ -277,3 +277,44 @@ fn verify_secrets_config_errors() {
         assert!(!e.to_string().contains(OLD) && !e.to_string().contains(NEW), "a secret was echoed: {e}");
     }
 }
+
+fn bearer(payload: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("Bearer {}.{}.sig", b64.encode(r#"{"alg":"none"}"#), b64.encode(payload))
+}
+
+fn jwt_config(source_extra: &str) -> Result<Config, session_router::config::ConfigError> {
+    let json = format!(
+        r#"{{"hosts":[{{"address":"10.0.0.1:80"}},{{"address":"10.0.0.2:80"}}],
+        "sources":[{{"type":"jwt"{source_extra}}}],"target":{{"header":"x-gateway-destination-endpoint"}}}}"#
+    );
+    Config::parse(json.as_bytes(), |_| None)
+}
+
+#[test]
+fn jwt_exp_has_a_configurable_leeway_defaulting_to_60_seconds() {
+    use session_router::jwt::JwtError;
+    let token = |exp: u64| bearer(&format!(r#"{{"sub":"alice","exp":{exp}}}"#));
+    let kind = |cfg: &Config, exp: u64| {
+        let d = decide(cfg, &req(&[("authorization", &token(exp))]), &AllUp, NOW, &mut || [0; 16]);
+        (d.kind, d.rejected.jwt)
+    };
+    let default = jwt_config("").unwrap();
+    assert_eq!(kind(&default, NOW - 59), (Kind::Hashed(0), None), "within jwt_authn's 60 s");
+    assert_eq!(kind(&default, NOW - 60), (Kind::New, Some(JwtError::Expired)));
+    let strict = jwt_config(r#","leeway_seconds":0"#).unwrap();
+    assert_eq!(kind(&strict, NOW + 1), (Kind::Hashed(0), None));
+    assert_eq!(kind(&strict, NOW), (Kind::New, Some(JwtError::Expired)));
+    let wide = jwt_config(r#","leeway_seconds":3600"#).unwrap();
+    assert_eq!(kind(&wide, NOW - 3599), (Kind::Hashed(0), None));
+    assert_eq!(kind(&wide, NOW - 3600), (Kind::New, Some(JwtError::Expired)));
+    for (extra, why) in [
+        (r#","leeway_seconds":3601"#, "out of range 0..=3600"),
+        (r#","leeway_seconds":-1"#, "invalid value"),
+        (r#","leeway_seconds":"60""#, "invalid type"),
+    ] {
+        let e = jwt_config(extra).unwrap_err();
+        assert!(e.to_string().contains(why) && e.field.starts_with("sources[0]"), "{extra}: {e}");
+    }
+}

@@ -269,7 +269,7 @@ fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
             check_cookie_name(&field("name"), &name)?;
             Source::Cookie { name }
         }
-        RawSource::Jwt { claim, header, prefix } => {
+        RawSource::Jwt { claim, header, prefix, leeway_seconds } => {
             let claim = claim.unwrap_or_else(|| "sub".to_owned());
             if claim.is_empty() || claim.len() > 256 {
                 return Err(err(field("claim"), format!("{claim:?} must be 1 to 256 bytes")));
@@ -285,7 +285,14 @@ fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
                     format!("{prefix:?} must be up to 64 printable characters"),
                 ));
             }
-            Source::Jwt { header, prefix, claim }
+            let leeway_seconds = leeway_seconds.unwrap_or(DEFAULT_JWT_LEEWAY_SECONDS);
+            if leeway_seconds > MAX_JWT_LEEWAY_SECONDS {
+                return Err(err(
+                    field("leeway_seconds"),
+                    format!("{leeway_seconds} is out of range 0..={MAX_JWT_LEEWAY_SECONDS}"),
+                ));
+            }
+            Source::Jwt { header, prefix, claim, leeway_seconds }
         }
         RawSource::Header { name } => Source::Header { name: check_header_name(&field("name"), &name)? },
         RawSource::Query { name } => {

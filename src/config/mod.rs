@@ -33,6 +33,9 @@ pub const MAX_TTL_SECONDS: u64 = 400 * 24 * 3600;
 pub const MAX_FALLBACKS: u32 = 16;
 /// Largest session key taken from any source; longer values are bad input.
 pub const MAX_KEY_BYTES: usize = 4096;
+/// JWT `exp` leeway: Envoy's `jwt_authn` default, and the most accepted.
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 60;
+pub const MAX_JWT_LEEWAY_SECONDS: u64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -71,10 +74,22 @@ pub enum Encoding {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Cookie { name: String },
-    Jwt { header: String, prefix: String, claim: String },
-    Header { name: String },
-    Query { name: String },
+    Cookie {
+        name: String,
+    },
+    /// `leeway_seconds`: a token is used until `exp + leeway` (clock skew between issuer and proxy).
+    Jwt {
+        header: String,
+        prefix: String,
+        claim: String,
+        leeway_seconds: u64,
+    },
+    Header {
+        name: String,
+    },
+    Query {
+        name: String,
+    },
     SourceIp,
 }
 

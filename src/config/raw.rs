@@ -112,6 +112,8 @@ pub(super) enum RawSource {
         header: Option<String>,
         #[serde(default)]
         prefix: Option<String>,
+        #[serde(default)]
+        leeway_seconds: Option<u64>,
     },
     Header {
         name: String,

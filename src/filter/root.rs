@@ -234,6 +234,7 @@ impl Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
+        super::follow_host_log_level();
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => {
