@@ -81,14 +81,16 @@ fn host_log_level() -> proxy_wasm::types::LogLevel {
 }
 
 /// Lines below Envoy's level are not formatted nor sent across the host boundary (they used to
-/// be, at `Trace`, whatever Envoy's level). Called at start and on every configure.
+/// be, at `Trace`, whatever Envoy's level). Called on every configure.
 pub(crate) fn follow_host_log_level() {
     #[cfg(target_arch = "wasm32")]
     proxy_wasm::set_log_level(host_log_level());
 }
 
+// Host calls are restricted while the module initializes (Envoy: "restricted_callback"), so the
+// level starts at Info and follows Envoy's from the first `on_configure`.
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    follow_host_log_level();
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(Root::default()) });
 }}
