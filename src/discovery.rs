@@ -1,9 +1,16 @@
 //! Membership from a discovery source: Envoy's own view of a cluster (`/clusters?format=json`)
 //! or a Consul-style registry, parsed into host specs; and the membership record published to
 //! every worker through shared data, with a generation number.
+//!
+//! Discovery is a trust boundary: whoever can register an instance (or get an endpoint into
+//! `target_cluster`) chooses addresses Envoy will connect to with users' requests. Every entry
+//! passes [`Admission`] (allow-list, loopback / link-local / metadata refusal, denied ports);
+//! an entry that fails it, or is malformed, or claims someone else's id, is skipped and
+//! reported ([`Skipped`]) — never fatal to the rest of the answer, never renamed.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde_json::Value;
 
@@ -11,18 +18,246 @@ use crate::config::{HostSpec, MAX_CONFIG_HOSTS, MAX_WEIGHT};
 
 /// Answers larger than this are not parsed (a registry gone wrong must not eat the VM's memory).
 pub const MAX_BODY_BYTES: usize = 8 << 20;
+/// Envoy's admin port (its documentation's default) and Istio's sidecar admin port: refused by
+/// default (`discovery.denied_ports` replaces the list).
+pub const DEFAULT_DENIED_PORTS: [u16; 2] = [9901, 15000];
+/// Longest accepted `discovery.allowed_cidrs` / `denied_ports` lists.
+pub const MAX_ADMISSION_ENTRIES: usize = 1024;
+/// At most this many distinct skipped entries are remembered for "log once" (bounded memory).
+const MAX_REMEMBERED_SKIPS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryError(pub String);
 
-impl std::fmt::Display for DiscoveryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
 fn fail<T>(why: impl Into<String>) -> Result<T, DiscoveryError> {
     Err(DiscoveryError(why.into()))
+}
+
+/// An address range, `10.0.0.0/8` or `fd00::/8` (a bare address is a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    /// Parses `ip/len` or a bare `ip`. Host bits must be zero, and IPv4 ranges must be written
+    /// in IPv4 form (discovered IPv4-mapped addresses are matched as IPv4).
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (ip, len) = match s.split_once('/') {
+            Some((ip, len)) => (ip, Some(len)),
+            None => (s, None),
+        };
+        let net: IpAddr = ip.parse().map_err(|_| format!("{s:?} is not an IP range (ip/len)"))?;
+        if let IpAddr::V6(v6) = net
+            && v6.to_ipv4_mapped().is_some()
+        {
+            return Err(format!("{s:?} is IPv4-mapped; write the IPv4 range instead"));
+        }
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(l) if l <= max => l,
+                _ => return Err(format!("{s:?} has a prefix length outside 0..={max}")),
+            },
+        };
+        let cidr = Cidr { net, len };
+        if cidr.masked(net) != net {
+            return Err(format!("{s:?} has host bits set (the range starts at {})", cidr.masked(net)));
+        }
+        Ok(cidr)
+    }
+
+    fn bits(ip: IpAddr) -> (u128, u8) {
+        match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+            IpAddr::V6(v6) => (u128::from(v6), 128),
+        }
+    }
+
+    fn masked(&self, ip: IpAddr) -> IpAddr {
+        let (bits, width) = Cidr::bits(ip);
+        let host_bits = u32::from(width - self.len.min(width));
+        let mask = if host_bits >= 128 { 0 } else { !0u128 << host_bits };
+        let net = bits & mask;
+        match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(net as u32)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(net)),
+        }
+    }
+
+    /// Whether `ip` (canonical: IPv4-mapped addresses as IPv4) is in this range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.net.is_ipv4() == ip.is_ipv4() && self.masked(ip) == self.net
+    }
+
+    /// Whether this whole range lies inside `outer`.
+    fn within(&self, outer: &Cidr) -> bool {
+        self.len >= outer.len && outer.contains(self.net)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.len)
+    }
+}
+
+/// Where a special address class lies, and what it is called in counters and logs.
+struct Special {
+    reason: SkipReason,
+    ranges: &'static [(&'static str, u8)],
+}
+
+/// Refused unless `allowed_cidrs` lists a range inside them. Cloud metadata endpoints
+/// (AWS/GCP/Azure/Oracle 169.254.169.254, AWS IPv6 fd00:ec2::254, Alibaba 100.100.100.200) come
+/// first: they need their exact address listed.
+const SPECIAL: [Special; 3] = [
+    Special {
+        reason: SkipReason::Metadata,
+        ranges: &[("169.254.169.254", 32), ("fd00:ec2::254", 128), ("100.100.100.200", 32)],
+    },
+    Special { reason: SkipReason::Loopback, ranges: &[("127.0.0.0", 8), ("::1", 128)] },
+    Special { reason: SkipReason::LinkLocal, ranges: &[("169.254.0.0", 16), ("fe80::", 10)] },
+];
+
+/// Why a discovered entry was left out of the membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// Not a usable `ip:port` (port 0, not an IP literal, multicast, broadcast, unspecified), or
+    /// a name with control characters, blank, or over 256 bytes.
+    BadEntry,
+    /// Its port is in `discovery.denied_ports` (by default Envoy's and Istio's admin ports).
+    DeniedPort,
+    /// A cloud metadata endpoint.
+    Metadata,
+    /// Loopback (127.0.0.0/8, ::1): this proxy itself, its admin listener, its sidecars.
+    Loopback,
+    /// Link-local (169.254.0.0/16, fe80::/10).
+    LinkLocal,
+    /// Not inside any of `discovery.allowed_cidrs`.
+    OutsideAllowed,
+    /// Its name is a configured host's id, or another endpoint's address: taking it would take
+    /// that host's sessions.
+    IdCollision,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 7] = [
+        SkipReason::BadEntry,
+        SkipReason::DeniedPort,
+        SkipReason::Metadata,
+        SkipReason::Loopback,
+        SkipReason::LinkLocal,
+        SkipReason::OutsideAllowed,
+        SkipReason::IdCollision,
+    ];
+
+    /// Counter suffix: `session_router.discovery.skipped.<this>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::BadEntry => "bad_entry",
+            SkipReason::DeniedPort => "denied_port",
+            SkipReason::Metadata => "metadata",
+            SkipReason::Loopback => "loopback",
+            SkipReason::LinkLocal => "link_local",
+            SkipReason::OutsideAllowed => "outside_allowed",
+            SkipReason::IdCollision => "id_collision",
+        }
+    }
+}
+
+/// One entry left out, and why. `entry` describes it for the log (its address, or its position
+/// in the answer when it has none; its name, escaped).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Skipped {
+    pub reason: SkipReason,
+    pub entry: String,
+}
+
+/// Which discovered addresses may join the membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// Empty: any unicast address outside the special classes (loopback, link-local, metadata).
+    pub allowed: Vec<Cidr>,
+    pub denied_ports: Vec<u16>,
+}
+
+impl Default for Admission {
+    fn default() -> Admission {
+        Admission { allowed: Vec::new(), denied_ports: DEFAULT_DENIED_PORTS.to_vec() }
+    }
+}
+
+/// The address Envoy would connect to: IPv4-mapped IPv6 as IPv4, so `::ffff:127.0.0.1` is loopback.
+pub fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip().to_canonical(), address.port())
+}
+
+/// The IPv4 address a NAT64 gateway (64:ff9b::/96) would translate `ip` to.
+fn nat64_v4(ip: IpAddr) -> Option<IpAddr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let s = v6.segments();
+    (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]).then(|| {
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    })
+}
+
+impl Admission {
+    /// `Ok(canonical address)` when `address` may join the membership.
+    pub fn check(&self, address: SocketAddr) -> Result<SocketAddr, SkipReason> {
+        let address = canonical(address);
+        let ip = address.ip();
+        if !usable(address) {
+            return Err(SkipReason::BadEntry);
+        }
+        if self.denied_ports.contains(&address.port()) {
+            return Err(SkipReason::DeniedPort);
+        }
+        let listed = |range: &Cidr| self.allowed.iter().any(|c| c.contains(ip) && c.within(range));
+        for class in &SPECIAL {
+            for &(net, len) in class.ranges {
+                let Ok(net) = net.parse::<IpAddr>() else { continue };
+                let range = Cidr { net, len };
+                let hit = range.contains(ip) || nat64_v4(ip).is_some_and(|v4| range.contains(v4));
+                if hit && !listed(&range) {
+                    return Err(class.reason);
+                }
+            }
+        }
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|c| c.contains(ip)) {
+            return Err(SkipReason::OutsideAllowed);
+        }
+        Ok(address)
+    }
+}
+
+/// A unicast `ip:port` Envoy can connect to.
+fn usable(address: SocketAddr) -> bool {
+    let ip = address.ip().to_canonical();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    address.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
+/// A name usable as a host id: the same rules as a configured `hosts[i].id`.
+fn good_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control)
+}
+
+/// What a poll yielded: the admitted hosts, and every entry left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub hosts: Vec<HostSpec>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// A discovered endpoint before ids are assigned.
@@ -37,14 +272,65 @@ fn weight(v: Option<&Value>) -> u32 {
     v.and_then(Value::as_u64).map_or(1, |w| w.clamp(1, u64::from(MAX_WEIGHT)) as u32)
 }
 
-/// Endpoints of `target_cluster` in Envoy's `/clusters?format=json`. Hosts Envoy considers
-/// unhealthy (EDS status, failed active check, outlier ejection) are left out; draining ones are
-/// kept as draining (they keep their pinned sessions).
+/// Collects endpoints, checking each against the admission policy as it comes.
+struct Collector<'a> {
+    admission: &'a Admission,
+    endpoints: Vec<Endpoint>,
+    skipped: Vec<Skipped>,
+}
+
+impl Collector<'_> {
+    fn skip(&mut self, reason: SkipReason, entry: String) {
+        self.skipped.push(Skipped { reason, entry });
+    }
+
+    /// `position` names the entry when it has no usable address.
+    fn add(
+        &mut self,
+        position: usize,
+        address: Option<SocketAddr>,
+        name: Option<&str>,
+        weight: u32,
+        drain: bool,
+    ) {
+        let name = name.filter(|n| !n.is_empty());
+        let describe = |what: &str| match name {
+            Some(n) => format!("{what} ({:?})", n.chars().take(64).collect::<String>()),
+            None => what.to_owned(),
+        };
+        let Some(address) = address else {
+            return self.skip(SkipReason::BadEntry, describe(&format!("entry {position}")));
+        };
+        let address = match self.admission.check(address) {
+            Ok(a) => a,
+            Err(reason) => return self.skip(reason, describe(&canonical(address).to_string())),
+        };
+        if name.is_some_and(|n| !good_name(n)) {
+            return self.skip(SkipReason::BadEntry, describe(&address.to_string()));
+        }
+        self.endpoints.push(Endpoint { address, name: name.map(str::to_owned), weight, drain });
+    }
+}
+
+/// Endpoints of `target_cluster` in Envoy's `/clusters?format=json`, with the default
+/// [`Admission`] (see [`read_envoy_clusters`]).
 pub fn parse_envoy_clusters(
     body: &[u8],
     target_cluster: &str,
     seeds: &[HostSpec],
 ) -> Result<Vec<HostSpec>, DiscoveryError> {
+    read_envoy_clusters(body, target_cluster, seeds, &Admission::default()).map(|a| a.hosts)
+}
+
+/// Endpoints of `target_cluster` in Envoy's `/clusters?format=json`. Hosts Envoy considers
+/// unhealthy (EDS status, failed active check, outlier ejection) are left out; draining ones are
+/// kept as draining (they keep their pinned sessions).
+pub fn read_envoy_clusters(
+    body: &[u8],
+    target_cluster: &str,
+    seeds: &[HostSpec],
+    admission: &Admission,
+) -> Result<Answer, DiscoveryError> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| DiscoveryError(format!("not JSON: {e}")))?;
     let Some(clusters) = doc.get("cluster_statuses").and_then(Value::as_array) else {
         return fail("no cluster_statuses array");
@@ -55,14 +341,8 @@ pub fn parse_envoy_clusters(
         return fail(format!("cluster {target_cluster:?} not found"));
     };
     let hosts = cluster.get("host_statuses").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-    let mut endpoints = Vec::new();
-    for h in hosts {
-        let sa = h.pointer("/address/socket_address");
-        let ip =
-            sa.and_then(|s| s.get("address")).and_then(Value::as_str).and_then(|a| a.parse::<IpAddr>().ok());
-        let port =
-            sa.and_then(|s| s.get("port_value")).and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
-        let (Some(ip), Some(port)) = (ip, port) else { continue };
+    let mut c = Collector { admission, endpoints: Vec::new(), skipped: Vec::new() };
+    for (i, h) in hosts.iter().enumerate() {
         let health = h.get("health_status");
         let flag = |name: &str| health.and_then(|s| s.get(name)).and_then(Value::as_bool).unwrap_or(false);
         let eds =
@@ -74,24 +354,33 @@ pub fn parse_envoy_clusters(
         {
             continue;
         }
-        endpoints.push(Endpoint {
-            address: SocketAddr::new(ip, port),
-            name: h.get("hostname").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned),
-            weight: weight(h.get("weight")),
-            drain: eds == "DRAINING" || flag("pending_dynamic_removal"),
-        });
+        let sa = h.pointer("/address/socket_address");
+        let ip =
+            sa.and_then(|s| s.get("address")).and_then(Value::as_str).and_then(|a| a.parse::<IpAddr>().ok());
+        let port =
+            sa.and_then(|s| s.get("port_value")).and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
+        let address = ip.zip(port).map(|(ip, port)| SocketAddr::new(ip, port));
+        let name = h.get("hostname").and_then(Value::as_str);
+        let drain = eds == "DRAINING" || flag("pending_dynamic_removal");
+        c.add(i, address, name, weight(h.get("weight")), drain);
     }
-    finish(endpoints, seeds)
+    finish(c, seeds)
+}
+
+/// Instances in Consul's `/v1/health/service/<name>` answer, with the default [`Admission`]
+/// (see [`read_consul`]).
+pub fn parse_consul(body: &[u8], seeds: &[HostSpec]) -> Result<Vec<HostSpec>, DiscoveryError> {
+    read_consul(body, seeds, &Admission::default()).map(|a| a.hosts)
 }
 
 /// Instances in Consul's `/v1/health/service/<name>` answer (ask with `?passing`).
-pub fn parse_consul(body: &[u8], seeds: &[HostSpec]) -> Result<Vec<HostSpec>, DiscoveryError> {
+pub fn read_consul(body: &[u8], seeds: &[HostSpec], admission: &Admission) -> Result<Answer, DiscoveryError> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| DiscoveryError(format!("not JSON: {e}")))?;
     let Some(entries) = doc.as_array() else {
         return fail("not a JSON array of service entries");
     };
-    let mut endpoints = Vec::new();
-    for e in entries {
+    let mut c = Collector { admission, endpoints: Vec::new(), skipped: Vec::new() };
+    for (i, e) in entries.iter().enumerate() {
         let service = e.get("Service");
         let addr = service
             .and_then(|s| s.get("Address"))
@@ -101,67 +390,116 @@ pub fn parse_consul(body: &[u8], seeds: &[HostSpec]) -> Result<Vec<HostSpec>, Di
         let ip = addr.and_then(|a| a.parse::<IpAddr>().ok());
         let port =
             service.and_then(|s| s.get("Port")).and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
-        let (Some(ip), Some(port)) = (ip, port) else { continue };
-        if port == 0 {
-            continue;
-        }
-        endpoints.push(Endpoint {
-            address: SocketAddr::new(ip, port),
-            name: service
-                .and_then(|s| s.get("ID"))
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned),
-            weight: weight(service.and_then(|s| s.pointer("/Weights/Passing"))),
-            drain: false,
-        });
+        let address = ip.zip(port).map(|(ip, port)| SocketAddr::new(ip, port));
+        let name = service.and_then(|s| s.get("ID")).and_then(Value::as_str);
+        c.add(i, address, name, weight(service.and_then(|s| s.pointer("/Weights/Passing"))), false);
     }
-    finish(endpoints, seeds)
+    finish(c, seeds)
 }
 
 /// Assigns stable ids: a configured host's `id` for its address; else the endpoint's own name
-/// (hostname, service id) when no other endpoint shares it; else the address.
-fn finish(mut endpoints: Vec<Endpoint>, seeds: &[HostSpec]) -> Result<Vec<HostSpec>, DiscoveryError> {
+/// (hostname, service id) when no other endpoint shares it; else the address. A configured id
+/// always stays with its configured address: an endpoint elsewhere whose name is a configured id,
+/// or another endpoint's address, is dropped (counted), never renamed.
+fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError> {
+    let Collector { mut endpoints, mut skipped, .. } = c;
     endpoints.sort_by_key(|e| e.address);
     endpoints.dedup_by_key(|e| e.address);
-    if endpoints.is_empty() {
-        return fail("no usable endpoints (empty answer)");
-    }
-    if endpoints.len() > MAX_CONFIG_HOSTS {
-        return fail(format!("{} endpoints, at most {MAX_CONFIG_HOSTS} are supported", endpoints.len()));
-    }
-    let configured: HashMap<SocketAddr, &str> =
-        seeds.iter().filter_map(|s| Some((s.address.parse().ok()?, s.id.as_deref()?))).collect();
+    let configured: HashMap<SocketAddr, &str> = seeds
+        .iter()
+        .filter_map(|s| {
+            let address: SocketAddr = s.address.parse().ok()?;
+            Some((canonical(address), s.id.as_deref().unwrap_or(&s.address)))
+        })
+        .collect();
+    let configured_ids: HashSet<&str> = seeds.iter().map(|s| s.id.as_deref().unwrap_or(&s.address)).collect();
+    let addresses: HashSet<String> = endpoints.iter().map(|e| e.address.to_string()).collect();
     let mut name_count: HashMap<&str, usize> = HashMap::new();
     for e in &endpoints {
         if let Some(n) = &e.name {
             *name_count.entry(n.as_str()).or_default() += 1;
         }
     }
-    let mut specs: Vec<HostSpec> = endpoints
-        .iter()
-        .map(|e| {
-            let id = configured
-                .get(&e.address)
-                .map(|id| (*id).to_owned())
-                .or_else(|| {
-                    e.name.clone().filter(|n| name_count.get(n.as_str()) == Some(&1) && n.len() <= 256)
-                })
-                .unwrap_or_else(|| e.address.to_string());
-            HostSpec { address: e.address.to_string(), id: Some(id), weight: Some(e.weight), drain: e.drain }
-        })
-        .collect();
-    // An id taken from a name must not collide with another host's address-derived id.
-    let mut seen = std::collections::HashSet::new();
-    for s in &mut specs {
-        if !seen.insert(s.id.clone()) {
-            s.id = Some(s.address.clone());
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut specs = Vec::with_capacity(endpoints.len());
+    for e in &endpoints {
+        let address = e.address.to_string();
+        let id = if let Some(id) = configured.get(&e.address) {
+            (*id).to_owned()
+        } else {
+            let unique_name = e.name.as_deref().filter(|n| name_count.get(n) == Some(&1));
+            let id = unique_name.unwrap_or(&address);
+            // A name that is a configured id squats it even when shared (the configured host
+            // itself may carry that name too).
+            let squats = e.name.as_deref().is_some_and(|n| configured_ids.contains(n));
+            let someone_elses =
+                squats || configured_ids.contains(id) || (id != address && addresses.contains(id));
+            if someone_elses {
+                let name = e.name.as_deref().unwrap_or(id);
+                let name = format!("{:?}", name.chars().take(64).collect::<String>());
+                skipped
+                    .push(Skipped { reason: SkipReason::IdCollision, entry: format!("{address} ({name})") });
+                continue;
+            }
+            id.to_owned()
+        };
+        if !taken.insert(id.clone()) {
+            skipped.push(Skipped { reason: SkipReason::IdCollision, entry: format!("{address} ({id:?})") });
+            continue;
         }
+        specs.push(HostSpec { address, id: Some(id), weight: Some(e.weight), drain: e.drain });
+    }
+    if specs.is_empty() {
+        let why = summary(&skipped);
+        return fail(format!("no usable endpoints (empty answer{why})"));
+    }
+    if specs.len() > MAX_CONFIG_HOSTS {
+        return fail(format!("{} endpoints, at most {MAX_CONFIG_HOSTS} are supported", specs.len()));
     }
     if specs.iter().all(|s| s.drain) {
         return fail("every endpoint is draining");
     }
-    Ok(specs)
+    Ok(Answer { hosts: specs, skipped })
+}
+
+/// `; 3 skipped: 2 loopback, 1 bad_entry`, or nothing when none was.
+pub fn summary(skipped: &[Skipped]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let counts: Vec<String> = SkipReason::ALL
+        .iter()
+        .filter_map(|r| {
+            let n = skipped.iter().filter(|s| s.reason == *r).count();
+            (n > 0).then(|| format!("{n} {}", r.as_str()))
+        })
+        .collect();
+    format!("; {} skipped: {}", skipped.len(), counts.join(", "))
+}
+
+/// Remembers which entries were skipped by the previous poll, so each is counted and logged
+/// once while it stays in the answers (again if it leaves and comes back). Bounded.
+#[derive(Debug, Default)]
+pub struct SkipLog {
+    seen: HashSet<Skipped>,
+}
+
+impl SkipLog {
+    /// The entries of `skipped` that the previous call did not report.
+    pub fn news(&mut self, skipped: &[Skipped]) -> Vec<Skipped> {
+        let mut fresh = Vec::new();
+        let mut now = HashSet::with_capacity(skipped.len().min(MAX_REMEMBERED_SKIPS));
+        for s in skipped {
+            if !self.seen.contains(s) && !now.contains(s) {
+                fresh.push(s.clone());
+            }
+            if now.len() < MAX_REMEMBERED_SKIPS {
+                now.insert(s.clone());
+            }
+        }
+        self.seen = now;
+        fresh
+    }
 }
 
 /// The membership every worker applies: generation, then one host per line

@@ -63,6 +63,17 @@ pub fn token<'a>(header_value: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
 /// The string value of `claim` in the token's payload, if the token is well formed and its
 /// `exp` (when present) is after `now`.
 pub fn claim(token: &[u8], claim: &str, now: u64) -> Result<String, JwtError> {
+    claim_with_leeway(token, claim, now, 0)
+}
+
+/// [`claim`], with `exp` honoured until `exp + leeway_seconds` (clock skew between the issuer and
+/// this proxy; Envoy's `jwt_authn` allows 60 s).
+pub fn claim_with_leeway(
+    token: &[u8],
+    claim: &str,
+    now: u64,
+    leeway_seconds: u64,
+) -> Result<String, JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLarge);
     }
@@ -77,7 +88,7 @@ pub fn claim(token: &[u8], claim: &str, now: u64) -> Result<String, JwtError> {
     let found = Payload { claim }.deserialize(&mut de).map_err(|_| JwtError::Json)?;
     de.end().map_err(|_| JwtError::Json)?;
     match found.exp {
-        Some(Exp::Number(exp)) if exp <= now as f64 => return Err(JwtError::Expired),
+        Some(Exp::Number(exp)) if exp + leeway_seconds as f64 <= now as f64 => return Err(JwtError::Expired),
         Some(Exp::Invalid) => return Err(JwtError::BadExp),
         _ => {}
     }

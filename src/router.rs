@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use crate::bounded::{self, BoundedLoad, Loads};
 use crate::config::{Config, MAX_KEY_BYTES, Source};
 use crate::murmur3::{hash64, murmur3_x64_128};
-use crate::sticky::{self, Claims, Policy, Rejection};
+use crate::sticky::{self, Claims, Policy, Rejection, Verified};
 use crate::{cookie, jwt, query};
 
 /// At most this many sticky cookies of our name are tried per request.
@@ -110,11 +110,13 @@ pub fn decide_with_load(
     let mut rejected = Rejections::default();
     let takes_new = |h: usize| takes_new(cfg, health, h);
 
-    if let Some(claims) = pinned_claims(cfg, req, now, &mut rejected) {
-        let pinned = cfg.host_by_tag(claims.host);
+    if let Some((claims, verified)) = pinned_claims(cfg, req, now, &mut rejected) {
+        // The tag is resolved under the key that verified the cookie (rotation).
+        let pinned = cfg.host_by_tag_under(verified.key, claims.host);
         if let Some(host) = pinned.filter(|&h| health.is_up(h)) {
-            let set_cookie =
-                needs_refresh(cfg, &claims, now).then(|| issue(cfg, claims, host, now)).flatten();
+            // Verified by an older key (or form): re-signed with the signing key right away.
+            let resign = verified.needs_resigning() || needs_refresh(cfg, &claims, now);
+            let set_cookie = resign.then(|| issue(cfg, claims, host, now)).flatten();
             return Decision {
                 host,
                 kind: Kind::Pinned,
@@ -156,10 +158,10 @@ pub fn decide_with_load(
 
     let (point, session_id, kind) = match session_key(cfg, req, now, &mut rejected) {
         Some((i, key)) => {
-            let (h1, h2) = murmur3_x64_128(&key, 0);
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&h1.to_be_bytes());
-            id[8..].copy_from_slice(&h2.to_be_bytes());
+            // The ring point stays murmur3(key); the cookie's session id is keyed (HMAC), so a
+            // leaked cookie does not reveal the key (a client IP, a user id) offline.
+            let (h1, _) = murmur3_x64_128(&key, 0);
+            let id = cfg.sticky.as_ref().map_or([0; 16], |s| s.key.session_id(&key));
             (h1, id, Kind::Hashed(i))
         }
         None => {
@@ -236,20 +238,21 @@ pub fn target_value<'a>(cfg: &'a Config, d: &Decision, health: &(impl Health + ?
     Cow::Owned(value)
 }
 
-/// The first sticky cookie of our name that verifies, recording why others were rejected.
-/// It may name a host that is no longer configured: the caller moves that session on.
+/// The first sticky cookie of our name that verifies under any key (the signing key first),
+/// recording why others were rejected. It may name a host that is no longer configured: the
+/// caller moves that session on.
 fn pinned_claims(
     cfg: &Config,
     req: &impl RequestView,
     now: u64,
     rejected: &mut Rejections,
-) -> Option<Claims> {
+) -> Option<(Claims, Verified)> {
     let sticky = cfg.sticky.as_ref()?;
     let policy =
         Policy { ttl_seconds: sticky.ttl_seconds, idle_timeout_seconds: sticky.idle_timeout_seconds };
     for value in cookie::values(req.header_values("cookie"), &sticky.name).take(MAX_STICKY_CANDIDATES) {
-        match sticky::decode(&sticky.key, value, policy, now) {
-            Ok(claims) => return Some(claims),
+        match sticky::verify(&sticky.keys, value, policy, now) {
+            Ok(found) => return Some(found),
             Err(why) => rejected.cookie = Some(why),
         }
     }
@@ -291,9 +294,9 @@ fn session_key(
                     _ => None,
                 }
             }
-            Source::Jwt { header, prefix, claim } => {
+            Source::Jwt { header, prefix, claim, leeway_seconds } => {
                 let token = req.header_values(header).find_map(|v| jwt::token(v, prefix))?;
-                match jwt::claim(token, claim, now) {
+                match jwt::claim_with_leeway(token, claim, now, *leeway_seconds) {
                     Ok(sub) => Some(sub.into_bytes()),
                     Err(e) => {
                         rejected.jwt = Some(e);

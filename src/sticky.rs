@@ -10,10 +10,16 @@
 //! | 8     | host tag: HMAC(secret, "host\0" ‖ host id), first 8 bytes              |
 //! | 8     | expires at, Unix seconds, big-endian (absolute lifetime)              |
 //! | 8     | refreshed at, Unix seconds, big-endian (for the idle timeout)         |
-//! | 16    | HMAC-SHA256(secret, "cookie\0" ‖ all of the above), first 16 bytes    |
+//! | 16    | HMAC-SHA256(secret, "cookie-name\0" ‖ len(name) u16 BE ‖ name ‖ all of the above), first 16 bytes |
 //!
-//! The host tag reveals nothing of the address without the secret; the MAC covers every byte;
-//! it is compared in constant time (`Mac::verify_truncated_left`).
+//! The host tag reveals nothing of the address without the secret; the MAC covers every byte and
+//! the cookie's name (a value cannot be replayed under another cookie name sharing the secret);
+//! it is compared in constant time (`Mac::verify_truncated_left`). Cookies signed before the MAC
+//! named the cookie (`"cookie\0" ‖ body`, the only form of a key made with [`CookieKey::new`])
+//! still verify under a named key and are re-issued in the new form on their next response.
+//!
+//! Several keys verify (rotation: the signing key, then verify-only keys); a cookie's host tag is
+//! looked up under the key that verified it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,9 +37,13 @@ pub const MAX_SKEW_SECONDS: u64 = 60;
 
 pub type HostTag = [u8; 8];
 
-/// The cookie secret, pre-keyed once per configuration.
+/// The cookie secret, pre-keyed once per configuration, and the cookie name its MACs cover.
 #[derive(Clone)]
-pub struct CookieKey(Hmac<Sha256>);
+pub struct CookieKey {
+    mac: Hmac<Sha256>,
+    /// `Some(name)`: MACs name the cookie; `None`: the unnamed form only.
+    name: Option<Vec<u8>>,
+}
 
 impl std::fmt::Debug for CookieKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,18 +52,39 @@ impl std::fmt::Debug for CookieKey {
 }
 
 impl CookieKey {
+    /// A key whose MACs do not name the cookie (the form before names were bound).
     pub fn new(secret: &[u8]) -> CookieKey {
         // HMAC accepts keys of any length; the error arm cannot happen.
         let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
             .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
-        CookieKey(mac)
+        CookieKey { mac, name: None }
+    }
+
+    /// A key for the cookie called `name`: its MACs cover the name.
+    pub fn for_cookie(secret: &[u8], name: &str) -> CookieKey {
+        CookieKey { name: Some(name.as_bytes().to_vec()), ..CookieKey::new(secret) }
     }
 
     fn mac(&self, domain: &[u8], data: &[u8]) -> Hmac<Sha256> {
-        let mut mac = self.0.clone();
+        let mut mac = self.mac.clone();
         mac.update(domain);
         mac.update(data);
         mac
+    }
+
+    /// The MAC of a cookie body: named when the key has a name, else the unnamed form.
+    fn body_mac(&self, body: &[u8], named: bool) -> Hmac<Sha256> {
+        match (&self.name, named) {
+            (Some(name), true) => {
+                let mut mac = self.mac.clone();
+                mac.update(b"cookie-name\0");
+                mac.update(&(name.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+                mac.update(name);
+                mac.update(body);
+                mac
+            }
+            _ => self.mac(b"cookie\0", body),
+        }
     }
 
     pub fn host_tag(&self, host_id: &[u8]) -> HostTag {
@@ -61,6 +92,15 @@ impl CookieKey {
         let mut tag = [0u8; 8];
         tag.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
         tag
+    }
+
+    /// The session id of a hashed session: keyed, so a leaked cookie does not reveal the key it
+    /// was hashed from (a client IP or a user id) to anyone without the secret.
+    pub fn session_id(&self, session_key: &[u8]) -> [u8; 16] {
+        let digest = self.mac(b"session\0", session_key).finalize().into_bytes();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+        id
     }
 }
 
@@ -116,7 +156,7 @@ pub fn encode(key: &CookieKey, c: &Claims) -> String {
     body[25..33].copy_from_slice(&c.host);
     body[33..41].copy_from_slice(&c.expires_at.to_be_bytes());
     body[41..49].copy_from_slice(&c.refreshed_at.to_be_bytes());
-    let digest = key.mac(b"cookie\0", body).finalize().into_bytes();
+    let digest = key.body_mac(body, true).finalize().into_bytes();
     tag.copy_from_slice(digest.get(..MAC_BYTES).unwrap_or(&[0; MAC_BYTES]));
     URL_SAFE_NO_PAD.encode(raw)
 }
@@ -128,8 +168,34 @@ pub struct Policy {
     pub idle_timeout_seconds: Option<u64>,
 }
 
+/// Which key verified a cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Index into the keys tried (0: the signing key).
+    pub key: usize,
+    /// Signed in the unnamed form by a key that now names the cookie.
+    pub legacy: bool,
+}
+
+impl Verified {
+    /// Re-issue it with the signing key in the current form on its next response.
+    pub fn needs_resigning(&self) -> bool {
+        self.key != 0 || self.legacy
+    }
+}
+
 /// Decodes and verifies a cookie value at time `now` (Unix seconds).
 pub fn decode(key: &CookieKey, value: &[u8], policy: Policy, now: u64) -> Result<Claims, Rejection> {
+    verify(std::slice::from_ref(key), value, policy, now).map(|(claims, _)| claims)
+}
+
+/// Decodes a cookie value and verifies it under any of `keys` (the signing key first).
+pub fn verify(
+    keys: &[CookieKey],
+    value: &[u8],
+    policy: Policy,
+    now: u64,
+) -> Result<(Claims, Verified), Rejection> {
     if value.len() != ENCODED_LEN {
         return Err(Rejection::Malformed);
     }
@@ -142,7 +208,17 @@ pub fn decode(key: &CookieKey, value: &[u8], policy: Policy, now: u64) -> Result
     if body.first() != Some(&VERSION) {
         return Err(Rejection::Malformed);
     }
-    key.mac(b"cookie\0", body).verify_truncated_left(tag).map_err(|_| Rejection::BadSignature)?;
+    let verified = keys
+        .iter()
+        .enumerate()
+        .find_map(|(i, key)| {
+            if key.body_mac(body, true).verify_truncated_left(tag).is_ok() {
+                return Some(Verified { key: i, legacy: false });
+            }
+            let legacy = key.name.is_some() && key.body_mac(body, false).verify_truncated_left(tag).is_ok();
+            legacy.then_some(Verified { key: i, legacy: true })
+        })
+        .ok_or(Rejection::BadSignature)?;
     let mut session_id = [0u8; 16];
     session_id.copy_from_slice(body.get(1..17).unwrap_or(&[0; 16]));
     let mut host = [0u8; 8];
@@ -166,5 +242,5 @@ pub fn decode(key: &CookieKey, value: &[u8], policy: Policy, now: u64) -> Result
     {
         return Err(Rejection::Idle);
     }
-    Ok(claims)
+    Ok((claims, verified))
 }

@@ -44,7 +44,12 @@ fn the_documented_contract_parses_with_its_defaults() {
         cfg.sources,
         [
             Source::Cookie { name: "JSESSIONID".into() },
-            Source::Jwt { header: "authorization".into(), prefix: "Bearer ".into(), claim: "sub".into() },
+            Source::Jwt {
+                header: "authorization".into(),
+                prefix: "Bearer ".into(),
+                claim: "sub".into(),
+                leeway_seconds: 60,
+            },
             Source::Header { name: "x-user-id".into() },
             Source::Query { name: "sid".into() },
             Source::SourceIp,

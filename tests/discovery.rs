@@ -204,3 +204,290 @@ fn a_reload_that_keeps_the_hosts_moves_nothing() {
     let (pinned, hashed, _) = movement(&a, &b, 5_000);
     assert_eq!((pinned, hashed), (0.0, 0.0));
 }
+
+// ---- Trust boundary (issue 13) and odd registry entries (issue 12 item 6) ----
+
+fn consul_entry(id: &str, address: &str, port: u64) -> serde_json::Value {
+    json!({"Node": {"Node": "n", "Address": "10.9.9.9"},
+           "Service": {"ID": id, "Service": "web", "Address": address, "Port": port}})
+}
+
+fn seed(address: &str, id: &str) -> HostSpec {
+    HostSpec { address: address.into(), id: Some(id.into()), weight: None, drain: false }
+}
+
+#[test]
+fn one_odd_registry_entry_is_skipped_not_fatal() {
+    let body = serde_json::to_vec(&json!([
+        consul_entry("web-1", "10.2.0.1", 8080),
+        consul_entry("bad\u{7}bell", "10.2.0.2", 8080),
+        consul_entry("web-3", "10.2.0.3", 0),
+        consul_entry("web-4", "10.2.0.4", 70000),
+        consul_entry("web-5", "not-an-ip", 8080),
+        consul_entry("web-6", "224.0.0.1", 8080),
+        consul_entry("web-7", "255.255.255.255", 8080),
+        consul_entry(&"x".repeat(300), "10.2.0.8", 8080),
+        consul_entry("   ", "10.2.0.9", 8080),
+        consul_entry("web-10", "10.2.0.10", 8080),
+    ]))
+    .unwrap();
+    let specs = parse_consul(&body, &[]).unwrap();
+    assert_eq!(ids(&specs), [("web-1", "10.2.0.1:8080", false), ("web-10", "10.2.0.10:8080", false)]);
+    // And the result is a membership the filter accepts.
+    base().with_hosts(specs).unwrap();
+}
+
+#[test]
+fn a_registrant_squatting_a_configured_id_is_dropped_not_renamed() {
+    let seeds = [seed("10.0.0.1:80", "backend-a"), seed("10.0.0.2:80", "backend-b")];
+    // backend-a is present under its own address; a newcomer registers the name backend-a too,
+    // and another claims backend-b while backend-b is momentarily absent.
+    let body = serde_json::to_vec(&json!([
+        consul_entry("backend-a", "10.0.0.1", 80),
+        consul_entry("backend-a", "10.0.0.66", 80),
+        consul_entry("backend-b", "10.0.0.67", 80),
+        consul_entry("web-3", "10.0.0.3", 80),
+    ]))
+    .unwrap();
+    let specs = parse_consul(&body, &seeds).unwrap();
+    assert_eq!(ids(&specs), [("backend-a", "10.0.0.1:80", false), ("web-3", "10.0.0.3:80", false)]);
+    // A name equal to another endpoint's address-derived id is not taken either.
+    let body = serde_json::to_vec(&json!([
+        {"Node": {"Address": "10.0.0.5"}, "Service": {"ID": "", "Address": "10.0.0.5", "Port": 80}},
+        consul_entry("10.0.0.5:80", "10.0.0.99", 80),
+    ]))
+    .unwrap();
+    let specs = parse_consul(&body, &seeds).unwrap();
+    assert_eq!(ids(&specs), [("10.0.0.5:80", "10.0.0.5:80", false)]);
+}
+
+#[test]
+fn ipv4_mapped_duplicates_are_one_endpoint() {
+    let body = serde_json::to_vec(&json!([
+        consul_entry("web-1", "10.2.0.1", 8080),
+        consul_entry("web-1b", "::ffff:10.2.0.1", 8080),
+    ]))
+    .unwrap();
+    let specs = parse_consul(&body, &[]).unwrap();
+    assert_eq!(specs.len(), 1, "{specs:?}");
+    base().with_hosts(specs).unwrap();
+}
+
+use session_router::discovery::{Admission, Cidr, SkipLog, SkipReason, read_consul, read_envoy_clusters};
+use std::net::SocketAddr;
+
+fn admission(cidrs: &[&str], ports: Option<&[u16]>) -> Admission {
+    let allowed = cidrs.iter().map(|c| Cidr::parse(c).unwrap()).collect();
+    let denied_ports = ports.map_or_else(|| Admission::default().denied_ports, <[u16]>::to_vec);
+    Admission { allowed, denied_ports }
+}
+
+fn verdict(a: &Admission, address: &str) -> Result<(), SkipReason> {
+    a.check(address.parse::<SocketAddr>().unwrap()).map(|_| ())
+}
+
+/// Link-local, metadata, loopback and private forms, natively only: no traffic leaves the process.
+#[test]
+fn special_addresses_are_refused_unless_listed() {
+    use SkipReason::*;
+    let open = Admission::default();
+    for (address, why) in [
+        ("127.0.0.1:8080", Loopback),
+        ("127.1.2.3:80", Loopback),
+        ("[::1]:80", Loopback),
+        ("[::ffff:127.0.0.1]:80", Loopback),
+        ("[64:ff9b::7f00:1]:80", Loopback),
+        ("169.254.169.254:80", Metadata),
+        ("[::ffff:169.254.169.254]:80", Metadata),
+        ("[64:ff9b::a9fe:a9fe]:80", Metadata),
+        ("[fd00:ec2::254]:80", Metadata),
+        ("100.100.100.200:80", Metadata),
+        ("169.254.10.1:80", LinkLocal),
+        ("[fe80::1]:80", LinkLocal),
+        ("[febf::1]:80", LinkLocal),
+        ("[::ffff:169.254.0.1]:80", LinkLocal),
+        ("10.0.0.1:9901", DeniedPort),
+        ("10.0.0.1:15000", DeniedPort),
+        ("127.0.0.1:9901", DeniedPort),
+        ("10.0.0.1:0", BadEntry),
+        ("0.0.0.0:80", BadEntry),
+        ("[::]:80", BadEntry),
+        ("224.0.0.1:80", BadEntry),
+        ("[ff02::1]:80", BadEntry),
+        ("255.255.255.255:80", BadEntry),
+    ] {
+        assert_eq!(verdict(&open, address), Err(why), "{address}");
+    }
+    // Ordinary unicast, private ranges included, is admitted when no allow-list is set.
+    for address in
+        ["10.0.0.1:80", "172.16.0.1:80", "192.168.1.1:80", "[fd00::1]:80", "100.64.0.1:80", "8.8.8.8:80"]
+    {
+        assert_eq!(verdict(&open, address), Ok(()), "{address}");
+    }
+    // A wide allow-list does not admit the special classes; listing them explicitly does.
+    let wide = admission(&["0.0.0.0/0", "::/0"], None);
+    assert_eq!(verdict(&wide, "127.0.0.1:80"), Err(Loopback));
+    assert_eq!(verdict(&wide, "169.254.169.254:80"), Err(Metadata));
+    assert_eq!(verdict(&wide, "[fe80::1]:80"), Err(LinkLocal));
+    let link_local = admission(&["169.254.0.0/16"], None);
+    assert_eq!(verdict(&link_local, "169.254.1.1:80"), Ok(()));
+    assert_eq!(verdict(&link_local, "169.254.169.254:80"), Err(Metadata), "metadata needs its own /32");
+    let lo = admission(&["127.0.0.1/32"], Some(&[]));
+    assert_eq!(verdict(&lo, "127.0.0.1:9901"), Ok(()), "denied_ports: [] admits the admin port");
+    assert_eq!(verdict(&lo, "[::ffff:127.0.0.1]:80"), Ok(()), "mapped form is the same address");
+    assert_eq!(verdict(&lo, "127.0.0.2:80"), Err(Loopback));
+    assert_eq!(verdict(&lo, "10.0.0.1:80"), Err(OutsideAllowed));
+    // An allow-list of the backends' range refuses private addresses outside it.
+    let tenant = admission(&["10.1.0.0/16", "fd00:1::/32"], None);
+    assert_eq!(verdict(&tenant, "10.1.2.3:80"), Ok(()));
+    assert_eq!(verdict(&tenant, "[fd00:1::5]:80"), Ok(()));
+    for address in
+        ["10.2.0.1:80", "192.168.0.1:80", "172.16.0.1:80", "[fd00:2::1]:80", "[::ffff:10.2.0.1]:80"]
+    {
+        assert_eq!(verdict(&tenant, address), Err(OutsideAllowed), "{address}");
+    }
+}
+
+#[test]
+fn cidrs_parse_strictly() {
+    assert_eq!(Cidr::parse("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+    assert_eq!(Cidr::parse("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
+    assert_eq!(Cidr::parse("fd00::/8").unwrap().to_string(), "fd00::/8");
+    assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
+    for (bad, why) in [
+        ("10.0.0.1/8", "host bits set"),
+        ("10.0.0.0/33", "prefix length"),
+        ("fd00::/129", "prefix length"),
+        ("10.0.0.0/", "prefix length"),
+        ("10.0.0.0/-1", "prefix length"),
+        ("10.0.0/8", "not an IP range"),
+        ("", "not an IP range"),
+        ("::ffff:10.0.0.0/104", "IPv4-mapped"),
+        ("example.com/24", "not an IP range"),
+    ] {
+        let e = Cidr::parse(bad).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
+
+fn envoy_host(ip: &str, port: u16, hostname: &str) -> serde_json::Value {
+    json!({"address": {"socket_address": {"address": ip, "port_value": port}},
+           "health_status": {"eds_health_status": "HEALTHY"}, "hostname": hostname})
+}
+
+#[test]
+fn discovered_hosts_outside_the_policy_are_skipped_with_a_reason() {
+    let a = admission(&["10.0.0.0/24"], None);
+    let seeds = [seed("10.0.0.1:80", "backend-a")];
+    let body = serde_json::to_vec(&json!({"cluster_statuses": [{"name": "backends", "host_statuses": [
+        envoy_host("10.0.0.1", 80, "a"),
+        envoy_host("10.0.0.2", 80, "pod-2"),
+        envoy_host("127.0.0.1", 9901, "admin"),
+        envoy_host("127.0.0.1", 8080, "sidecar"),
+        envoy_host("169.254.169.254", 80, "imds"),
+        envoy_host("fe80::1", 80, ""),
+        envoy_host("10.0.1.5", 80, "elsewhere"),
+        envoy_host("10.0.0.3", 80, "backend-a"),
+        envoy_host("10.0.0.4", 0, "zero"),
+        {"address": {"pipe": {"path": "/tmp/x"}}},
+    ]}]}))
+    .unwrap();
+    let answer = read_envoy_clusters(&body, "backends", &seeds, &a).unwrap();
+    assert_eq!(ids(&answer.hosts), [("backend-a", "10.0.0.1:80", false), ("pod-2", "10.0.0.2:80", false)]);
+    let mut reasons: Vec<(SkipReason, &str)> =
+        answer.skipped.iter().map(|s| (s.reason, s.entry.split(' ').next().unwrap())).collect();
+    reasons.sort();
+    use SkipReason::*;
+    assert_eq!(
+        reasons,
+        [
+            (BadEntry, "10.0.0.4:0"),
+            (BadEntry, "entry"),
+            (DeniedPort, "127.0.0.1:9901"),
+            (Metadata, "169.254.169.254:80"),
+            (Loopback, "127.0.0.1:8080"),
+            (LinkLocal, "[fe80::1]:80"),
+            (OutsideAllowed, "10.0.1.5:80"),
+            (IdCollision, "10.0.0.3:80"),
+        ]
+    );
+    // Nothing admitted: the answer fails (the last good membership is kept) and says why.
+    let body = serde_json::to_vec(&json!([
+        consul_entry("x", "127.0.0.1", 80),
+        consul_entry("y", "169.254.169.254", 80)
+    ]))
+    .unwrap();
+    let e = read_consul(&body, &[], &a).unwrap_err();
+    assert!(e.0.contains("no usable endpoints") && e.0.contains("1 metadata, 1 loopback"), "{e}");
+}
+
+#[test]
+fn skips_are_reported_once_while_they_last() {
+    let a = admission(&["10.0.0.0/24"], None);
+    let body = |extra: &[(&str, &str)]| {
+        let mut entries = vec![consul_entry("web-1", "10.0.0.1", 80)];
+        entries.extend(extra.iter().map(|(id, ip)| consul_entry(id, ip, 80)));
+        serde_json::to_vec(&entries).unwrap()
+    };
+    let mut log = SkipLog::default();
+    let first = read_consul(&body(&[("evil", "127.0.0.1")]), &[], &a).unwrap();
+    assert_eq!(log.news(&first.skipped).len(), 1);
+    assert_eq!(log.news(&first.skipped).len(), 0, "the same skip again is not news");
+    let second = read_consul(&body(&[("evil", "127.0.0.1"), ("meta", "169.254.169.254")]), &[], &a).unwrap();
+    let news = log.news(&second.skipped);
+    assert_eq!(news.len(), 1);
+    assert_eq!(news[0].reason, SkipReason::Metadata);
+    let gone = read_consul(&body(&[]), &[], &a).unwrap();
+    assert!(log.news(&gone.skipped).is_empty());
+    assert_eq!(log.news(&first.skipped).len(), 1, "back after leaving: news again");
+}
+
+#[test]
+fn discovery_admission_config() {
+    let cfg = |target: &str, disc: &str| {
+        let json = format!(
+            r#"{{"hosts":[{{"address":"10.0.0.1:80"}}],"sources":[{{"type":"header","name":"x-user"}}],
+            "target":{{"header":"{target}"}},"discovery":{disc}}}"#
+        );
+        Config::parse(json.as_bytes(), |_| None)
+    };
+    let admin = |extra: &str| {
+        format!(r#"{{"type":"envoy_admin","cluster":"admin","target_cluster":"backends"{extra}}}"#)
+    };
+    let consul = |extra: &str| {
+        format!(
+            r#"{{"type":"json","cluster":"consul","path":"/v1/health/service/web","format":"consul"{extra}}}"#
+        )
+    };
+    let odst = "x-envoy-original-dst-host";
+    let ovh = "x-gateway-destination-endpoint";
+    for disc in [admin(""), consul("")] {
+        let e = cfg(odst, &disc).unwrap_err();
+        assert_eq!(e.field, "discovery.allowed_cidrs");
+        assert!(e.reason.contains("required"), "{e}");
+        let d = cfg(ovh, &disc).unwrap().discovery.unwrap();
+        assert_eq!(d.admission, Admission::default(), "no allow-list elsewhere, admin ports denied");
+        assert_eq!(d.admission.denied_ports, [9901, 15000]);
+    }
+    let d = cfg(odst, &admin(r#","allowed_cidrs":["10.0.0.0/8","fd00::/8"],"denied_ports":[]"#))
+        .unwrap()
+        .discovery
+        .unwrap();
+    assert_eq!(d.admission.allowed.len(), 2);
+    assert!(d.admission.denied_ports.is_empty());
+    for (extra, field, why) in [
+        (r#","allowed_cidrs":[]"#, "discovery.allowed_cidrs", "1 to"),
+        (r#","allowed_cidrs":["10.0.0.1/8"]"#, "discovery.allowed_cidrs[0]", "host bits"),
+        (r#","allowed_cidrs":["10.0.0.0/8","nope"]"#, "discovery.allowed_cidrs[1]", "not an IP range"),
+        // Type errors inside the tagged `discovery` object are reported on `discovery`.
+        (r#","allowed_cidrs":"10.0.0.0/8""#, "discovery", "sequence"),
+        (r#","denied_ports":[0]"#, "discovery.denied_ports[0]", "not a port"),
+        (r#","denied_ports":[70000]"#, "discovery", "u16"),
+        (r#","allowed_cidr":["10.0.0.0/8"]"#, "discovery", "unknown field"),
+    ] {
+        for disc in [admin(extra), consul(extra)] {
+            let e = cfg(ovh, &disc).unwrap_err();
+            assert!(e.field.starts_with(field) && e.to_string().contains(why), "{extra}: {e}");
+        }
+    }
+}

@@ -7,8 +7,9 @@
 //!
 //! Checks on every accepted config: hosts non-empty and sorted by unique id, the ring holds
 //! `Σ weight × vnodes` points for exactly those hosts, every host is found by its id, its
-//! address and its cookie tag, header values match the encoding, and limits hold. On every
-//! rejection: the error names a field and never echoes the cookie secret.
+//! address and its cookie tag under every key (signing and verify-only), header values match the
+//! encoding, ORIGINAL_DST discovery has an allow-list, and limits hold. On every rejection: the
+//! error names a field and never echoes a cookie secret (signing or verify-only).
 
 #![no_main]
 
@@ -18,8 +19,8 @@ use base64::engine::general_purpose::STANDARD;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use session_router::config::{
-    Config, Encoding, MAX_FALLBACKS, MAX_RING_POINTS, MAX_TTL_SECONDS, MAX_VNODES_PER_WEIGHT, MAX_WEIGHT,
-    MIN_SECRET_BYTES,
+    Config, Encoding, MAX_FALLBACKS, MAX_JWT_LEEWAY_SECONDS, MAX_RING_POINTS, MAX_TTL_SECONDS,
+    MAX_VERIFY_SECRETS, MAX_VNODES_PER_WEIGHT, MAX_WEIGHT, MIN_SECRET_BYTES,
 };
 use session_router_fuzz::{ENV_SECRET, Input, input};
 
@@ -61,7 +62,7 @@ struct Host {
 #[derive(Arbitrary, Debug)]
 enum Source {
     Cookie(Str),
-    Jwt { claim: Option<Str>, header: Option<Str>, prefix: Option<Str> },
+    Jwt { claim: Option<Str>, header: Option<Str>, prefix: Option<Str>, leeway: Option<Num> },
     Header(Str),
     Query(Str),
     ClientIp,
@@ -80,6 +81,16 @@ struct Sticky {
     secure: Option<bool>,
     http_only: Option<bool>,
     same_site: Option<Str>,
+    /// `verify_secrets`: (secret, secret_env) per entry.
+    verify: Option<Vec<(Option<Str>, Option<Str>)>>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Discovery {
+    envoy_admin: bool,
+    cluster: Str,
+    allowed_cidrs: Option<Vec<Str>>,
+    denied_ports: Option<Vec<Num>>,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -107,6 +118,7 @@ struct Doc {
     vnodes: Option<Num>,
     health: Option<Health>,
     unknown: Option<(String, Num)>,
+    discovery: Option<Discovery>,
 }
 
 const ADDRESSES: &[&str] = &[
@@ -136,6 +148,20 @@ const HEADERS: &[&str] = &[
     "bad header",
     "",
     "authorization",
+];
+const CIDRS: &[&str] = &[
+    "10.0.0.0/8",
+    "127.0.0.1/32",
+    "127.0.0.1",
+    "fd00::/8",
+    "0.0.0.0/0",
+    "::/0",
+    "10.0.0.1/8",
+    "10.0.0.0/33",
+    "::ffff:10.0.0.0/104",
+    "169.254.169.254/32",
+    "",
+    "10.0.0.0/8 ",
 ];
 const MISC: &[&str] =
     &["/", "/healthz", "relative", "example.com", "sub", "Bearer ", "Lax", "None", "Strict", "lax"];
@@ -184,8 +210,11 @@ fn document(d: &Doc) -> Value {
             .take(8)
             .map(|s| match s {
                 Source::Cookie(n) => json!({"type": "cookie", "name": pick(n, NAMES)}),
-                Source::Jwt { claim, header, prefix } => {
+                Source::Jwt { claim, header, prefix, leeway } => {
                     let mut o = Map::new();
+                    if let Some(l) = leeway {
+                        o.insert("leeway_seconds".into(), l.value());
+                    }
                     o.insert("type".into(), json!("jwt"));
                     if let Some(c) = claim {
                         o.insert("claim".into(), pick(c, MISC));
@@ -234,6 +263,23 @@ fn document(d: &Doc) -> Value {
         if let Some(x) = &s.same_site {
             o.insert("same_site".into(), pick(x, MISC));
         }
+        if let Some(v) = &s.verify {
+            let keys: Vec<Value> = v
+                .iter()
+                .take(6)
+                .map(|(secret_v, env_v)| {
+                    let mut k = Map::new();
+                    if let Some(x) = secret_v {
+                        k.insert("secret".into(), secret(x));
+                    }
+                    if let Some(x) = env_v {
+                        k.insert("secret_env".into(), pick(x, &["SESSION_ROUTER_SECRET", "UNSET_VAR"]));
+                    }
+                    Value::Object(k)
+                })
+                .collect();
+            o.insert("verify_secrets".into(), Value::Array(keys));
+        }
         doc.insert("sticky_cookie".into(), Value::Object(o));
     }
     if let Some((header, encoding, fallbacks)) = &d.target {
@@ -281,6 +327,28 @@ fn document(d: &Doc) -> Value {
         }
         doc.insert("health".into(), Value::Object(o));
     }
+    if let Some(disc) = &d.discovery {
+        let mut o = Map::new();
+        if disc.envoy_admin {
+            o.insert("type".into(), json!("envoy_admin"));
+            o.insert("target_cluster".into(), json!("backends"));
+        } else {
+            o.insert("type".into(), json!("json"));
+            o.insert("path".into(), json!("/v1/health/service/web"));
+            o.insert("format".into(), json!("consul"));
+        }
+        o.insert("cluster".into(), pick(&disc.cluster, &["consul", "envoy_admin", ""]));
+        if let Some(c) = &disc.allowed_cidrs {
+            o.insert(
+                "allowed_cidrs".into(),
+                Value::Array(c.iter().take(8).map(|c| pick(c, CIDRS)).collect()),
+            );
+        }
+        if let Some(p) = &disc.denied_ports {
+            o.insert("denied_ports".into(), Value::Array(p.iter().take(8).map(Num::value).collect()));
+        }
+        doc.insert("discovery".into(), Value::Object(o));
+    }
     if let Some((k, v)) = &d.unknown {
         doc.insert(k.clone(), v.value());
     }
@@ -314,6 +382,23 @@ fn check(json: &[u8]) {
             {
                 assert!(!message.contains(secret.as_str()), "the error echoes the secret: {message}");
             }
+            // Nor is a verify-only secret.
+            if let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(json)
+                && let Some(Value::Array(keys)) =
+                    doc.get("sticky_cookie").and_then(|s| s.get("verify_secrets"))
+            {
+                for key in keys {
+                    if let Some(Value::String(secret)) = key.get("secret")
+                        && secret.len() >= 12
+                        && String::from_utf8_lossy(json).matches(secret.as_str()).count() == 1
+                    {
+                        assert!(
+                            !message.contains(secret.as_str()),
+                            "the error echoes a verify secret: {message}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
@@ -341,7 +426,13 @@ fn check_config(cfg: &Config) {
             Encoding::Base64 => assert_eq!(h.header_value, STANDARD.encode(&plain)),
         }
         match (&cfg.sticky, h.tag) {
-            (Some(_), Some(tag)) => assert_eq!(cfg.host_by_tag(tag), Some(i)),
+            (Some(s), Some(tag)) => {
+                assert_eq!(cfg.host_by_tag(tag), Some(i));
+                // Under every key (rotation), the host is found by that key's tag.
+                for (k, key) in s.keys.iter().enumerate() {
+                    assert_eq!(cfg.host_by_tag_under(k, key.host_tag(h.id.as_bytes())), Some(i));
+                }
+            }
             (None, None) => {}
             _ => panic!("host tag present without a sticky cookie, or missing with one"),
         }
@@ -350,6 +441,19 @@ fn check_config(cfg: &Config) {
         assert!(s.ttl_seconds >= 1 && s.ttl_seconds <= MAX_TTL_SECONDS);
         assert!(s.idle_timeout_seconds.is_none_or(|i| i >= 1 && i <= s.ttl_seconds));
         assert!(s.path.starts_with('/'));
+        assert!(!s.keys.is_empty() && s.keys.len() <= 1 + MAX_VERIFY_SECRETS);
+    }
+    if let Some(d) = &cfg.discovery {
+        // ORIGINAL_DST connects wherever discovery says: an allow-list is required there.
+        if cfg.target.header == "x-envoy-original-dst-host" {
+            assert!(!d.admission.allowed.is_empty(), "original_dst discovery without an allow-list");
+        }
+        assert!(d.admission.denied_ports.iter().all(|&p| p != 0));
+    }
+    for s in &cfg.sources {
+        if let session_router::config::Source::Jwt { leeway_seconds, .. } = s {
+            assert!(*leeway_seconds <= MAX_JWT_LEEWAY_SECONDS);
+        }
     }
     let _ = MIN_SECRET_BYTES;
 }

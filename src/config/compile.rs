@@ -37,7 +37,7 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
         ));
     }
     let health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
-    let discovery = raw.discovery.map(compile_discovery).transpose()?;
+    let discovery = raw.discovery.map(|d| compile_discovery(d, &target)).transpose()?;
     let bounded_load = raw.bounded_load.map(compile_bounded_load).transpose()?;
     let mut config = Config {
         hosts: Vec::new(),
@@ -50,28 +50,36 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
         discovery,
         bounded_load,
         tags: Vec::new(),
+        verify_tags: Vec::new(),
         addresses: Vec::new(),
     };
     config.set_hosts(raw.hosts)?;
     Ok(config)
 }
 
-fn compile_discovery(raw: RawDiscovery) -> Result<Discovery, ConfigError> {
-    let (cluster, interval_ms, source) = match raw {
-        RawDiscovery::EnvoyAdmin { cluster, target_cluster, interval_ms } => {
+fn compile_discovery(raw: RawDiscovery, target: &Target) -> Result<Discovery, ConfigError> {
+    let (cluster, interval_ms, source, allowed_cidrs, denied_ports) = match raw {
+        RawDiscovery::EnvoyAdmin { cluster, target_cluster, interval_ms, allowed_cidrs, denied_ports } => {
             if target_cluster.is_empty() {
                 return Err(err("discovery.target_cluster", "must not be empty"));
             }
-            (cluster, interval_ms, DiscoverySource::EnvoyAdmin { target_cluster })
+            (
+                cluster,
+                interval_ms,
+                DiscoverySource::EnvoyAdmin { target_cluster },
+                allowed_cidrs,
+                denied_ports,
+            )
         }
-        RawDiscovery::Json { cluster, path, format, authority, interval_ms } => {
+        RawDiscovery::Json { cluster, path, format, authority, interval_ms, allowed_cidrs, denied_ports } => {
             if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
                 return Err(err(
                     "discovery.path",
                     format!("{path:?} must start with / and contain no spaces"),
                 ));
             }
-            (cluster, interval_ms, DiscoverySource::Registry { path, format, authority })
+            let source = DiscoverySource::Registry { path, format, authority };
+            (cluster, interval_ms, source, allowed_cidrs, denied_ports)
         }
     };
     if cluster.is_empty() || cluster.len() > 256 {
@@ -81,7 +89,58 @@ fn compile_discovery(raw: RawDiscovery) -> Result<Discovery, ConfigError> {
     if !(100..=3_600_000).contains(&interval_ms) {
         return Err(err("discovery.interval_ms", format!("{interval_ms} is out of range 100..=3600000")));
     }
-    Ok(Discovery { cluster, source, interval_ms })
+    let admission = compile_admission(allowed_cidrs, denied_ports, target)?;
+    Ok(Discovery { cluster, source, interval_ms, admission })
+}
+
+/// `discovery.allowed_cidrs` and `discovery.denied_ports`. The allow-list is required when the
+/// target is an ORIGINAL_DST cluster: it connects to whatever address discovery admits.
+fn compile_admission(
+    allowed_cidrs: Option<Vec<String>>,
+    denied_ports: Option<Vec<u16>>,
+    target: &Target,
+) -> Result<crate::discovery::Admission, ConfigError> {
+    use crate::discovery::{Admission, Cidr, MAX_ADMISSION_ENTRIES};
+    let mut admission = Admission::default();
+    match allowed_cidrs {
+        None if target.header == "x-envoy-original-dst-host" => {
+            return Err(err(
+                "discovery.allowed_cidrs",
+                "is required when target.header is x-envoy-original-dst-host: an ORIGINAL_DST cluster \
+                 connects to any address discovery admits (list the backends' ranges, e.g. [\"10.0.0.0/8\"])",
+            ));
+        }
+        None => {}
+        Some(list) if list.is_empty() || list.len() > MAX_ADMISSION_ENTRIES => {
+            return Err(err(
+                "discovery.allowed_cidrs",
+                format!(
+                    "has {} entries; list 1 to {MAX_ADMISSION_ENTRIES} ranges (leave it out to admit any \
+                     address outside loopback, link-local and metadata)",
+                    list.len()
+                ),
+            ));
+        }
+        Some(list) => {
+            for (i, c) in list.iter().enumerate() {
+                let cidr = Cidr::parse(c).map_err(|why| err(format!("discovery.allowed_cidrs[{i}]"), why))?;
+                admission.allowed.push(cidr);
+            }
+        }
+    }
+    if let Some(ports) = denied_ports {
+        if ports.len() > MAX_ADMISSION_ENTRIES {
+            return Err(err(
+                "discovery.denied_ports",
+                format!("has {} entries, at most {MAX_ADMISSION_ENTRIES}", ports.len()),
+            ));
+        }
+        if let Some(i) = ports.iter().position(|&p| p == 0) {
+            return Err(err(format!("discovery.denied_ports[{i}]"), "0 is not a port"));
+        }
+        admission.denied_ports = ports;
+    }
+    Ok(admission)
 }
 
 pub(super) fn compile_hosts(
@@ -213,7 +272,7 @@ fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
             check_cookie_name(&field("name"), &name)?;
             Source::Cookie { name }
         }
-        RawSource::Jwt { claim, header, prefix } => {
+        RawSource::Jwt { claim, header, prefix, leeway_seconds } => {
             let claim = claim.unwrap_or_else(|| "sub".to_owned());
             if claim.is_empty() || claim.len() > 256 {
                 return Err(err(field("claim"), format!("{claim:?} must be 1 to 256 bytes")));
@@ -229,7 +288,14 @@ fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
                     format!("{prefix:?} must be up to 64 printable characters"),
                 ));
             }
-            Source::Jwt { header, prefix, claim }
+            let leeway_seconds = leeway_seconds.unwrap_or(DEFAULT_JWT_LEEWAY_SECONDS);
+            if leeway_seconds > MAX_JWT_LEEWAY_SECONDS {
+                return Err(err(
+                    field("leeway_seconds"),
+                    format!("{leeway_seconds} is out of range 0..={MAX_JWT_LEEWAY_SECONDS}"),
+                ));
+            }
+            Source::Jwt { header, prefix, claim, leeway_seconds }
         }
         RawSource::Header { name } => Source::Header { name: check_header_name(&field("name"), &name)? },
         RawSource::Query { name } => {
@@ -273,6 +339,10 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
             format!("is {} bytes, at least {MIN_SECRET_BYTES} are required", secret.len()),
         ));
     }
+    let verify_secrets = compile_verify_secrets(raw.verify_secrets.unwrap_or_default(), &secret, env)?;
+    let signing = CookieKey::for_cookie(secret.as_bytes(), &raw.name);
+    let verify: Vec<CookieKey> =
+        verify_secrets.iter().map(|v| CookieKey::for_cookie(v.as_bytes(), &raw.name)).collect();
     let path = raw.path.unwrap_or_else(|| "/".to_owned());
     if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ';') {
         return Err(err(
@@ -311,7 +381,8 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
         name: raw.name,
         ttl_seconds: raw.ttl_seconds,
         idle_timeout_seconds: raw.idle_timeout_seconds,
-        key: CookieKey::new(secret.as_bytes()),
+        key: signing.clone(),
+        keys: std::iter::once(signing).chain(verify).collect(),
         path,
         domain: raw.domain,
         secure,
@@ -337,6 +408,48 @@ fn compile_bounded_load(raw: RawBoundedLoad) -> Result<BoundedLoad, ConfigError>
         factor_milli: milli as u64,
         spill_unpinned_keys: raw.spill_unpinned_keys.unwrap_or(false),
     })
+}
+
+/// `sticky_cookie.verify_secrets`: verify-only keys, each inline or from the environment, each
+/// at least as long as the signing key must be and different from it and from each other.
+fn compile_verify_secrets(
+    raw: Vec<RawSecret>,
+    signing: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, ConfigError> {
+    if raw.len() > MAX_VERIFY_SECRETS {
+        return Err(err(
+            "sticky_cookie.verify_secrets",
+            format!("has {} keys, at most {MAX_VERIFY_SECRETS}", raw.len()),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let field = |f: &str| format!("sticky_cookie.verify_secrets[{i}]{f}");
+        let secret = match (r.secret, r.secret_env) {
+            (Some(s), None) => s,
+            (None, Some(var)) => env(&var).ok_or_else(|| {
+                err(field(".secret_env"), format!("{var:?} is not set in the proxy's environment"))
+            })?,
+            (Some(_), Some(_)) => return Err(err(field(""), "set either secret or secret_env, not both")),
+            (None, None) => return Err(err(field(""), "needs secret or secret_env")),
+        };
+        // Never echo a secret.
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(err(
+                field(".secret"),
+                format!("is {} bytes, at least {MIN_SECRET_BYTES} are required", secret.len()),
+            ));
+        }
+        if secret == signing {
+            return Err(err(field(""), "is the signing key (secret / secret_env) again"));
+        }
+        if out.contains(&secret) {
+            return Err(err(field(""), "repeats an earlier verify key"));
+        }
+        out.push(secret);
+    }
+    Ok(out)
 }
 
 const MAX_EJECTION_SECONDS_DEFAULT: u64 = 300;

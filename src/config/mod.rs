@@ -27,6 +27,8 @@ pub const MAX_RING_POINTS: u64 = 4_000_000;
 pub const MAX_CONFIG_HOSTS: usize = 10_000;
 /// HMAC-SHA256 keys shorter than the hash output weaken it (RFC 2104 §3).
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Verify-only keys accepted at once (a rotation needs one).
+pub const MAX_VERIFY_SECRETS: usize = 4;
 /// Browsers cap `Max-Age` at 400 days (RFC 6265bis); a longer lifetime would be silently cut.
 pub const MAX_TTL_SECONDS: u64 = 400 * 24 * 3600;
 pub const MAX_FALLBACKS: u32 = 16;
@@ -37,6 +39,9 @@ pub const MAX_KEY_BYTES: usize = 4096;
 pub const MAX_BALANCE_FACTOR: f64 = 10.0;
 /// The factor is kept in thousandths: 1.001 is the smallest bound above the mean.
 pub const MIN_BALANCE_FACTOR: f64 = 1.001;
+/// JWT `exp` leeway: Envoy's `jwt_authn` default, and the most accepted.
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 60;
+pub const MAX_JWT_LEEWAY_SECONDS: u64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -75,10 +80,22 @@ pub enum Encoding {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Cookie { name: String },
-    Jwt { header: String, prefix: String, claim: String },
-    Header { name: String },
-    Query { name: String },
+    Cookie {
+        name: String,
+    },
+    /// `leeway_seconds`: a token is used until `exp + leeway` (clock skew between issuer and proxy).
+    Jwt {
+        header: String,
+        prefix: String,
+        claim: String,
+        leeway_seconds: u64,
+    },
+    Header {
+        name: String,
+    },
+    Query {
+        name: String,
+    },
     SourceIp,
 }
 
@@ -113,7 +130,11 @@ pub struct Sticky {
     pub name: String,
     pub ttl_seconds: u64,
     pub idle_timeout_seconds: Option<u64>,
+    /// Signs new cookies and verifies.
     pub key: CookieKey,
+    /// Every key that verifies: `key` first, then the verify-only keys (`verify_secrets`, for
+    /// rotation), whose cookies are re-signed with `key`.
+    pub keys: Vec<CookieKey>,
     pub path: String,
     pub domain: Option<String>,
     pub secure: bool,
@@ -166,6 +187,8 @@ pub struct Discovery {
     pub cluster: String,
     pub source: DiscoverySource,
     pub interval_ms: u64,
+    /// Which discovered addresses may join (`allowed_cidrs`, `denied_ports`).
+    pub admission: crate::discovery::Admission,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +206,8 @@ pub struct Config {
     pub bounded_load: Option<BoundedLoad>,
     /// `(tag, host index)` sorted by tag, for pinned lookups in O(log n).
     tags: Vec<(HostTag, usize)>,
+    /// The same under each verify-only key, in `sticky.keys[1..]` order.
+    verify_tags: Vec<Vec<(HostTag, usize)>>,
     /// `(address, host index)` sorted by address, to attribute a response to its host.
     addresses: Vec<(SocketAddr, usize)>,
 }
@@ -192,6 +217,17 @@ impl Config {
     pub fn host_by_tag(&self, tag: HostTag) -> Option<usize> {
         let i = self.tags.binary_search_by(|(t, _)| t.cmp(&tag)).ok()?;
         self.tags.get(i).map(|&(_, host)| host)
+    }
+
+    /// The host a sticky cookie's tag names under the key that verified it (0: the signing key,
+    /// `k`: `sticky.keys[k]`).
+    pub fn host_by_tag_under(&self, key: usize, tag: HostTag) -> Option<usize> {
+        let table = match key {
+            0 => &self.tags,
+            k => self.verify_tags.get(k - 1)?,
+        };
+        let i = table.binary_search_by(|(t, _)| t.cmp(&tag)).ok()?;
+        table.get(i).map(|&(_, host)| host)
     }
 
     /// The host with this id (hosts are sorted by id).
@@ -221,7 +257,15 @@ impl Config {
             } else {
                 // The root, or a key the path cannot show (`{"": 0}`), is reported as `config`.
                 let field = if path == "." || path.is_empty() { "config".to_owned() } else { path };
-                err(field, inner.to_string())
+                let mut reason = inner.to_string();
+                // A value misplaced under a secret field may be a secret: never echo it.
+                if field.contains("secret")
+                    && let (Some(a), Some(b)) = (reason.find('"'), reason.rfind('"'))
+                    && b > a
+                {
+                    reason.replace_range(a..=b, "(value not shown)");
+                }
+                err(field, reason)
             }
         })?;
         de.end().map_err(|e| err("config", format!("is not valid JSON: {e}")))?;
@@ -259,6 +303,18 @@ impl Config {
             .map_err(|e| err("hosts", e.to_string()))?;
         self.tags = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
         self.tags.sort_unstable();
+        self.verify_tags = self.sticky.as_ref().map_or_else(Vec::new, |s| {
+            s.keys
+                .iter()
+                .skip(1)
+                .map(|key| {
+                    let mut t: Vec<_> =
+                        hosts.iter().enumerate().map(|(i, h)| (key.host_tag(h.id.as_bytes()), i)).collect();
+                    t.sort_unstable();
+                    t
+                })
+                .collect()
+        });
         self.addresses = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
         self.addresses.sort_unstable();
         self.hosts = hosts;

@@ -91,6 +91,10 @@ pub(super) enum RawDiscovery {
         target_cluster: String,
         #[serde(default, deserialize_with = "int::opt")]
         interval_ms: Option<u64>,
+        #[serde(default)]
+        allowed_cidrs: Option<Vec<String>>,
+        #[serde(default)]
+        denied_ports: Option<Vec<u16>>,
     },
     Json {
         cluster: String,
@@ -100,6 +104,10 @@ pub(super) enum RawDiscovery {
         authority: Option<String>,
         #[serde(default, deserialize_with = "int::opt")]
         interval_ms: Option<u64>,
+        #[serde(default)]
+        allowed_cidrs: Option<Vec<String>>,
+        #[serde(default)]
+        denied_ports: Option<Vec<u16>>,
     },
 }
 
@@ -116,6 +124,8 @@ pub(super) enum RawSource {
         header: Option<String>,
         #[serde(default)]
         prefix: Option<String>,
+        #[serde(default)]
+        leeway_seconds: Option<u64>,
     },
     Header {
         name: String,
@@ -139,6 +149,8 @@ pub(super) struct RawSticky {
     #[serde(default)]
     pub(super) secret_env: Option<String>,
     #[serde(default)]
+    pub(super) verify_secrets: Option<Vec<RawSecret>>,
+    #[serde(default)]
     pub(super) path: Option<String>,
     #[serde(default)]
     pub(super) domain: Option<String>,
@@ -148,6 +160,16 @@ pub(super) struct RawSticky {
     pub(super) http_only: Option<bool>,
     #[serde(default)]
     pub(super) same_site: Option<SameSite>,
+}
+
+/// A verify-only key (`sticky_cookie.verify_secrets[i]`), inline or from the environment.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecret {
+    #[serde(default)]
+    pub(super) secret: Option<String>,
+    #[serde(default)]
+    pub(super) secret_env: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -115,20 +115,41 @@ impl Http {
     }
 }
 
+impl Http {
+    /// Fails the request closed: a local 503, never forwarded with the client's target header.
+    fn refuse(&self, why: &str) -> Action {
+        if self.log_limit.borrow_mut().allow(now_ms()) {
+            error!("session-router: request refused with 503, not forwarded: {why}");
+        }
+        let headers = vec![("content-type", "text/plain"), ("x-session-router", "refused")];
+        if let Err(e) = hostcalls::send_http_response(503, headers, Some(b"session-router: cannot route\n")) {
+            error!("session-router: cannot answer 503: {e:?}");
+        }
+        Action::Pause
+    }
+}
+
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(cfg) = self.config.clone() else {
-            return Action::Continue;
-        };
         let request =
             Request { headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default() };
         #[cfg(feature = "fault-injection")]
-        if request.header_values("x-session-router-test-fault").any(|v| v == b"panic") {
+        let fault = request.header_values("x-session-router-test-fault").next().map(<[u8]>::to_vec);
+        #[cfg(feature = "fault-injection")]
+        if fault.as_deref() == Some(b"panic") {
             #[allow(clippy::panic)]
             {
                 panic!("fault injected by x-session-router-test-fault");
             }
         }
+        let config = self.config.clone();
+        #[cfg(feature = "fault-injection")]
+        let config = config.filter(|_| fault.as_deref() != Some(b"no-config"));
+        // Fail closed: without a configuration the client's copy of the target header would be
+        // forwarded as it is (with ORIGINAL_DST, to any address the client names).
+        let Some(cfg) = config else {
+            return self.refuse("no usable configuration");
+        };
         let now = now_ms();
         let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
         let mut health = self.health.borrow_mut();
@@ -146,10 +167,17 @@ impl HttpContext for Http {
         let value = router::target_value(&cfg, &decision, down);
         drop(health);
         // Replaces every client-supplied copy of the header.
-        if let Err(e) =
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.target.header, Some(&value))
-        {
-            error!("session-router: cannot set {}: {e:?}", cfg.target.header);
+        let set = hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.target.header, Some(&value));
+        #[cfg(feature = "fault-injection")]
+        let set = if fault.as_deref() == Some(b"set-fails") {
+            Err(proxy_wasm::types::Status::InternalFailure)
+        } else {
+            set
+        };
+        if let Err(e) = set {
+            // Fail closed: remove the client's copy if possible, and answer 503 either way.
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.target.header, None);
+            return self.refuse(&format!("cannot set {}: {e:?}", cfg.target.header));
         }
         self.log_decision(&cfg, &decision, now);
         self.metrics.record(&decision);
@@ -166,6 +194,15 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // No backend address leaves in a response: Envoy's header-based stateful session writes
+        // base64(upstream) into the response under the target header whenever it served another
+        // host than the one requested (every failover). Removed in every mode; the filter sees the
+        // response after that extension as long as it comes before it in `http_filters`.
+        if let Some(cfg) = &self.config
+            && let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, &cfg.target.header, None)
+        {
+            error!("session-router: cannot remove {} from the response: {e:?}", cfg.target.header);
+        }
         let Some(cookie) = self.decision.as_mut().and_then(|d| d.set_cookie.take()) else {
             return Action::Continue;
         };

@@ -1,6 +1,7 @@
 //! proxy-wasm glue: reads what the core asks for, calls it, applies its decision.
 //! Host calls go through `proxy_wasm::hostcalls` so an error is handled, never unwrapped.
 
+mod admission;
 mod http;
 mod log_limit;
 mod root;
@@ -57,8 +58,39 @@ pub(crate) fn property_string(path: &[&str]) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Envoy's log level for wasm, read with the raw host call: `hostcalls::get_log_level` panics
+/// (traps the VM) on an unexpected status, this falls back to `Info` instead.
+#[cfg(target_arch = "wasm32")]
+fn host_log_level() -> proxy_wasm::types::LogLevel {
+    use proxy_wasm::types::LogLevel;
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        fn proxy_get_log_level(return_level: *mut u32) -> u32;
+    }
+    let mut level: u32 = LogLevel::Info as u32;
+    // SAFETY: the host writes one u32 through the pointer, which is valid for the call.
+    let status = unsafe { proxy_get_log_level(&mut level) };
+    match (status, level) {
+        (0, 0) => LogLevel::Trace,
+        (0, 1) => LogLevel::Debug,
+        (0, 3) => LogLevel::Warn,
+        (0, 4) => LogLevel::Error,
+        (0, 5) => LogLevel::Critical,
+        _ => LogLevel::Info,
+    }
+}
+
+/// Lines below Envoy's level are not formatted nor sent across the host boundary (they used to
+/// be, at `Trace`, whatever Envoy's level). Called on every configure.
+pub(crate) fn follow_host_log_level() {
+    #[cfg(target_arch = "wasm32")]
+    proxy_wasm::set_log_level(host_log_level());
+}
+
+// Host calls are restricted while the module initializes (Envoy: "restricted_callback"), so the
+// level starts at Info and follows Envoy's from the first `on_configure`.
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(Root::default()) });
 }}

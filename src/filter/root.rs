@@ -169,14 +169,20 @@ impl Root {
             })
             .collect();
         let body = body.unwrap_or_default();
+        let admission = &discovery.admission;
         let parsed = match &discovery.source {
             DiscoverySource::EnvoyAdmin { target_cluster } => {
-                discovery::parse_envoy_clusters(&body, target_cluster, &seeds)
+                discovery::read_envoy_clusters(&body, target_cluster, &seeds, admission)
             }
             DiscoverySource::Registry { format: RegistryFormat::Consul, .. } => {
-                discovery::parse_consul(&body, &seeds)
+                discovery::read_consul(&body, &seeds, admission)
             }
         };
+        // Entries left out (allow-list, bad entries, id collisions): counted and logged once each.
+        let parsed = parsed.map(|answer| {
+            super::admission::report(&answer.skipped);
+            answer.hosts
+        });
         let hosts = match parsed.and_then(|hosts| match base.with_hosts(hosts.clone()) {
             Ok(_) => Ok(hosts),
             Err(e) => Err(discovery::DiscoveryError(e.to_string())),
@@ -233,6 +239,7 @@ impl Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
+        super::follow_host_log_level();
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => {
