@@ -323,3 +323,20 @@ fn integer_fields_accept_integral_doubles() {
         }
     }
 }
+
+#[test]
+fn new_integer_fields_accept_integral_doubles_too() {
+    let json = r#"{"hosts":[{"address":"10.0.0.1:80"}],
+        "sources":[{"type":"jwt","leeway_seconds":30.0}],
+        "discovery":{"type":"envoy_admin","cluster":"a","target_cluster":"b","allowed_cidrs":["10.0.0.0/8"],
+                     "denied_ports":[9901.0, 15000]},
+        "target":{"header":"x-gateway-destination-endpoint"}}"#;
+    Config::parse(json.as_bytes(), |_| None).unwrap();
+    let bad = json.replace("9901.0", "9901.5");
+    let e = Config::parse(bad.as_bytes(), |_| None).unwrap_err();
+    assert!(e.field.starts_with("discovery"), "{e}");
+    let bad = json.replace("30.0", "-30");
+    let e = Config::parse(bad.as_bytes(), |_| None).unwrap_err();
+    // Internally tagged (`type`): serde reports the source, the message names the value.
+    assert!(e.field.starts_with("sources[0]") && e.reason.contains("-30"), "{e}");
+}

@@ -93,7 +93,7 @@ pub(super) enum RawDiscovery {
         interval_ms: Option<u64>,
         #[serde(default)]
         allowed_cidrs: Option<Vec<String>>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "int::opt_vec")]
         denied_ports: Option<Vec<u16>>,
     },
     Json {
@@ -106,7 +106,7 @@ pub(super) enum RawDiscovery {
         interval_ms: Option<u64>,
         #[serde(default)]
         allowed_cidrs: Option<Vec<String>>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "int::opt_vec")]
         denied_ports: Option<Vec<u16>>,
     },
 }
@@ -124,7 +124,7 @@ pub(super) enum RawSource {
         header: Option<String>,
         #[serde(default)]
         prefix: Option<String>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "int::opt")]
         leeway_seconds: Option<u64>,
     },
     Header {
@@ -200,6 +200,10 @@ pub(super) mod int {
         const NAME: &'static str;
     }
 
+    impl Unsigned for u16 {
+        const NAME: &'static str = "u16";
+    }
+
     impl Unsigned for u32 {
         const NAME: &'static str = "u32";
     }
@@ -262,5 +266,12 @@ pub(super) mod int {
         d: D,
     ) -> Result<Option<T>, D::Error> {
         Option::<Int<T>>::deserialize(d).map(|v| v.map(|Int(v)| v))
+    }
+
+    /// An optional list of integers (e.g. `denied_ports`), each one as [`req`] takes it.
+    pub(in crate::config) fn opt_vec<'de, D: Deserializer<'de>, T: Unsigned>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        Option::<Vec<Int<T>>>::deserialize(d).map(|v| v.map(|v| v.into_iter().map(|Int(x)| x).collect()))
     }
 }
