@@ -248,6 +248,19 @@ fn usable(address: SocketAddr) -> bool {
     address.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
 }
 
+/// A discovered name for the log: escaped, then cut to at most 64 bytes, so a line stays short
+/// whatever the registry wrote (escaping alone can grow a name tenfold).
+fn quoted(name: &str) -> String {
+    const MAX: usize = 64;
+    let escaped: String = name.chars().take(MAX).flat_map(char::escape_debug).collect();
+    let mut cut = escaped.len().min(MAX);
+    while !escaped.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let more = if cut < escaped.len() || name.chars().nth(MAX).is_some() { "…" } else { "" };
+    format!("\"{}{more}\"", escaped.get(..cut).unwrap_or_default())
+}
+
 /// A name usable as a host id: the same rules as a configured `hosts[i].id`.
 fn good_name(name: &str) -> bool {
     !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control)
@@ -295,7 +308,7 @@ impl Collector<'_> {
     ) {
         let name = name.filter(|n| !n.is_empty());
         let describe = |what: &str| match name {
-            Some(n) => format!("{what} ({:?})", n.chars().take(64).collect::<String>()),
+            Some(n) => format!("{what} ({})", quoted(n)),
             None => what.to_owned(),
         };
         let Some(address) = address else {
@@ -436,7 +449,7 @@ fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError
                 squats || configured_ids.contains(id) || (id != address && addresses.contains(id));
             if someone_elses {
                 let name = e.name.as_deref().unwrap_or(id);
-                let name = format!("{:?}", name.chars().take(64).collect::<String>());
+                let name = quoted(name);
                 skipped
                     .push(Skipped { reason: SkipReason::IdCollision, entry: format!("{address} ({name})") });
                 continue;
@@ -444,7 +457,10 @@ fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError
             id.to_owned()
         };
         if !taken.insert(id.clone()) {
-            skipped.push(Skipped { reason: SkipReason::IdCollision, entry: format!("{address} ({id:?})") });
+            skipped.push(Skipped {
+                reason: SkipReason::IdCollision,
+                entry: format!("{address} ({})", quoted(&id)),
+            });
             continue;
         }
         specs.push(HostSpec { address, id: Some(id), weight: Some(e.weight), drain: e.drain });

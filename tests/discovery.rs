@@ -491,3 +491,24 @@ fn discovery_admission_config() {
         }
     }
 }
+
+/// Found by the discovery fuzz target: a name of control characters, escaped for the log,
+/// grew the log line to six times its cut length. Log text stays bounded whatever the name.
+#[test]
+fn skipped_entry_descriptions_stay_bounded_after_escaping() {
+    let names = ["\u{5}".repeat(64), "\u{202e}".repeat(300), "é".repeat(300), "x".repeat(10_000)];
+    for name in &names {
+        let body = serde_json::to_vec(&json!([
+            consul_entry("web-1", "10.0.0.1", 80),
+            consul_entry(name, "127.0.0.1", 80),
+            {"Service": {"ID": name, "Address": "nope", "Port": 80}},
+            consul_entry(name, "10.0.0.2", 80),
+        ]))
+        .unwrap();
+        let answer = read_consul(&body, &[], &Admission::default()).unwrap();
+        assert_eq!(answer.skipped.len(), 3);
+        for s in &answer.skipped {
+            assert!(s.entry.len() <= 160 && !s.entry.chars().any(char::is_control), "{:?}", s.entry);
+        }
+    }
+}

@@ -93,7 +93,7 @@ fn base() -> &'static Config {
     C.get_or_init(|| {
         let json = r#"{"hosts":[{"address":"10.0.0.1:80","id":"backend-a"},{"address":"10.0.0.9:80","id":"backend-b"}],
             "sticky_cookie":{"name":"srv","ttl_seconds":60,"secret":"fuzz-discovery-secret-0123456789abcdef"},
-            "target":{"header":"x-envoy-original-dst-host"},
+            "target":{"header":"x-envoy-original-dst-host"},"vnodes_per_weight":4,
             "discovery":{"type":"json","cluster":"c","path":"/v1","format":"consul","allowed_cidrs":["10.0.0.0/8","127.0.0.1/32","fd00::/8"]}}"#;
         Config::parse(json.as_bytes(), |_| None).expect("the base config parses")
     })
