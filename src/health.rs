@@ -151,23 +151,58 @@ impl Table {
         event
     }
 
-    fn down_count(&self, now_ms: u64) -> usize {
-        self.entries.iter().filter(|e| e.is_down(now_ms)).count()
+    /// A request to host `id` failed at the host (see [`flags::HOST_FAILURE`]), with
+    /// `host_count` hosts configured and every down entry of the table counted as one of them.
+    /// Prefer [`Table::record_failure_in`], which counts only members.
+    pub fn record_failure(&mut self, id: &str, now_ms: u64, policy: &Passive, host_count: usize) -> Event {
+        let down = self.entries.iter().filter(|e| e.is_down(now_ms)).count();
+        self.apply_failure(id, now_ms, policy, down, host_count)
     }
 
-    /// A request to host `id` failed at the host (see [`flags::HOST_FAILURE`]).
-    pub fn record_failure(&mut self, id: &str, now_ms: u64, policy: &Passive, host_count: usize) -> Event {
-        let down = self.down_count(now_ms);
+    /// Number of hosts the table remembers something about.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Drops the entries of hosts that are not in `cfg` (they left the membership): run by the
+    /// lease holder, so the table stays bounded and departed hosts never count as down.
+    /// Returns how many were dropped.
+    pub fn retain_members(&mut self, cfg: &Config) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|e| cfg.host_by_id(&e.id).is_some());
+        before - self.entries.len()
+    }
+
+    /// A request to host `id`, a member of `cfg`, failed at the host. Only members of `cfg`
+    /// count toward the at-most-half rule: entries left behind by hosts that departed (a rolling
+    /// deploy) never block an ejection.
+    pub fn record_failure_in(&mut self, id: &str, now_ms: u64, policy: &Passive, cfg: &Config) -> Event {
+        let down =
+            self.entries.iter().filter(|e| e.is_down(now_ms) && cfg.host_by_id(&e.id).is_some()).count();
+        self.apply_failure(id, now_ms, policy, down, cfg.hosts.len())
+    }
+
+    fn apply_failure(
+        &mut self,
+        id: &str,
+        now_ms: u64,
+        policy: &Passive,
+        down: usize,
+        host_count: usize,
+    ) -> Event {
         self.update(id, |e| {
             if e.is_ejected(now_ms) {
                 return Event::None;
             }
-            e.failures = e.failures.saturating_add(1);
+            // The count stops at the threshold: once an ejection is refused, further failures
+            // change nothing (no shared-data write per failing request) and are reported once.
+            let first_refusal = e.failures < policy.consecutive_failures;
+            e.failures = e.failures.saturating_add(1).min(policy.consecutive_failures);
             if e.failures < policy.consecutive_failures {
                 return Event::None;
             }
             if (down + 1) * 2 > host_count {
-                return Event::EjectionRefused;
+                return if first_refusal { Event::EjectionRefused } else { Event::None };
             }
             let failures = e.failures;
             // Grows with each ejection in a row, as Envoy's outlier detection does, up to the cap.

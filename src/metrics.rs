@@ -29,6 +29,7 @@ pub struct Metrics {
     generation: u32,
     hosts: u32,
     polls_failed: u32,
+    table_entries: u32,
 }
 
 impl Default for Metrics {
@@ -50,6 +51,7 @@ impl Default for Metrics {
             generation: UNDEFINED,
             hosts: UNDEFINED,
             polls_failed: UNDEFINED,
+            table_entries: UNDEFINED,
         }
     }
 }
@@ -87,6 +89,7 @@ impl Metrics {
             generation: define(MetricType::Gauge, "session_router.membership.generation"),
             hosts: define(MetricType::Gauge, "session_router.membership.hosts"),
             polls_failed: counter("session_router.membership.polls_failed"),
+            table_entries: define(MetricType::Gauge, "session_router.health.table_entries"),
         }
     }
 
@@ -128,6 +131,13 @@ impl Metrics {
         if self.healthy_hosts != UNDEFINED {
             let down = down.map_or(0, |d| d.iter().filter(|&&d| d).count());
             let _ = hostcalls::record_metric(self.healthy_hosts, (cfg.hosts.len() - down) as u64);
+        }
+    }
+
+    /// Entries of the shared health table, as the lease holder last saw it after pruning.
+    pub fn table_entries(&self, n: usize) {
+        if self.table_entries != UNDEFINED {
+            let _ = hostcalls::record_metric(self.table_entries, n as u64);
         }
     }
 

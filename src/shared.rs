@@ -89,6 +89,31 @@ pub fn update_table(change: impl Fn(&mut Table) -> Event) -> Event {
     Event::None
 }
 
+/// Drops the entries of hosts that left the membership (`cfg` is the lease holder's current
+/// one), so the table stays bounded through rolling deploys. Returns the table's size after.
+pub fn prune_table(cfg: &Config) -> Option<usize> {
+    for _ in 0..CAS_RETRIES {
+        let (bytes, cas) = hostcalls::get_shared_data(HEALTH_KEY).ok()?;
+        let mut table = Table::decode(bytes.as_deref().unwrap_or_default());
+        let dropped = table.retain_members(cfg);
+        if dropped == 0 {
+            return Some(table.len());
+        }
+        match hostcalls::set_shared_data(HEALTH_KEY, Some(&table.encode()), cas) {
+            Ok(()) => {
+                debug!("session-router: health table: {dropped} entries of departed hosts dropped");
+                return Some(table.len());
+            }
+            Err(Status::CasMismatch) => continue,
+            Err(e) => {
+                warn!("session-router: cannot write health table: {e:?}");
+                return None;
+            }
+        }
+    }
+    None
+}
+
 /// Logs a health event once, from the worker that caused it.
 pub fn log_event(cfg: &Config, host: usize, event: Event, now_ms: u64) {
     let Some(h) = cfg.hosts.get(host) else { return };

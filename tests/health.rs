@@ -121,3 +121,92 @@ fn encoding_round_trips_and_garbage_is_dropped() {
     // Hosts the config no longer has are ignored.
     assert_eq!(Table::decode(b"gone\t0\t99\t1\t0\t0\t0\t0\n").down_hosts(&config(2), 0), None);
 }
+
+fn config_ids(ids: &[&str]) -> Config {
+    let hosts: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!(r#"{{"address":"10.0.1.{}:80","id":"{id}"}}"#, i + 1))
+        .collect();
+    let json = format!(
+        r#"{{"hosts":[{}],"sources":[{{"type":"header","name":"x"}}],"target":{{"header":"x-envoy-original-dst-host"}}}}"#,
+        hosts.join(",")
+    );
+    Config::parse(json.as_bytes(), |_| None).unwrap()
+}
+
+/// Issue 12 item 1: a rolling deploy leaves the entries of replaced pods behind (they failed
+/// their probes, then left). They must not count toward the at-most-half rule, and the lease
+/// holder's pruning must drop them.
+#[test]
+fn departed_hosts_never_count_toward_the_half_rule_and_are_pruned() {
+    let mut t = Table::default();
+    // Two pods fail their probes and are replaced: 4 members before and after.
+    for id in ["old-1", "old-2"] {
+        t.record_probe(id, false, &T);
+        assert_eq!(t.record_probe(id, false, &T), Event::ProbeDown);
+        t.record_failure(id, 0, &P, 4);
+    }
+    let now = config_ids(&["a", "b", "new-1", "new-2"]);
+    for _ in 0..2 {
+        assert_eq!(t.record_failure_in("a", 1, &P, &now), Event::None);
+    }
+    assert!(
+        matches!(t.record_failure_in("a", 1, &P, &now), Event::Ejected { .. }),
+        "one member of four may be ejected whatever departed hosts left behind: {t:?}"
+    );
+    assert_eq!(t.down_hosts(&now, 2), Some(vec![true, false, false, false]));
+    assert_eq!(t.len(), 3);
+    assert_eq!(t.retain_members(&now), 2, "the two departed pods are pruned");
+    assert_eq!(t.len(), 1);
+    assert!(t.get("old-1").is_none() && t.get("old-2").is_none());
+    assert!(t.get("a").is_some(), "members keep their state");
+}
+
+/// Twenty replacements, each failing its probes before it leaves: passive ejection still works
+/// as on day one and the table holds only current members.
+#[test]
+fn twenty_replacements_leave_ejection_working_and_the_table_bounded() {
+    let mut t = Table::default();
+    let mut ids: Vec<String> = (0..4).map(|i| format!("pod-{i}")).collect();
+    for round in 0..20 {
+        let leaving = ids.remove(0);
+        t.record_probe(&leaving, false, &T);
+        t.record_probe(&leaving, false, &T);
+        ids.push(format!("pod-{}", round + 4));
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        t.retain_members(&config_ids(&refs));
+        assert!(t.len() <= 4, "round {round}: {} entries", t.len());
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let cfg = config_ids(&refs);
+    let victim = refs[1];
+    let events: Vec<Event> = (0..3).map(|_| t.record_failure_in(victim, 5, &P, &cfg)).collect();
+    assert!(matches!(events[2], Event::Ejected { .. }), "{events:?}");
+}
+
+/// Issue 12 item 8: after `EjectionRefused` the failure count stops at the threshold, so a
+/// failing request no longer changes the table (no shared-data write per request), and the
+/// refusal is reported once, not per request.
+#[test]
+fn failure_counts_stop_at_the_threshold_when_ejection_is_refused() {
+    let cfg = config(2);
+    let mut t = Table::default();
+    for _ in 0..3 {
+        t.record_failure_in("h0", 0, &P, &cfg);
+    }
+    assert!(t.down_hosts(&cfg, 1).is_some(), "h0 is ejected");
+    for _ in 0..2 {
+        t.record_failure_in("h1", 1, &P, &cfg);
+    }
+    assert_eq!(t.record_failure_in("h1", 1, &P, &cfg), Event::EjectionRefused);
+    let settled = t.clone();
+    for _ in 0..50 {
+        assert_eq!(t.record_failure_in("h1", 2, &P, &cfg), Event::None, "reported once");
+    }
+    assert_eq!(t, settled, "no change, so no shared-data write, per failing request");
+    assert_eq!(t.get("h1").unwrap().failures, P.consecutive_failures);
+    // Once h0 is back, h1's next failure ejects it at once.
+    assert_eq!(t.record_success("h0", 3, &P), Event::Recovered);
+    assert!(matches!(t.record_failure_in("h1", 4, &P, &cfg), Event::Ejected { .. }));
+}

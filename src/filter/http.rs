@@ -142,7 +142,6 @@ impl HttpContext for Http {
         }
         let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
         let now = now_ms();
-        let n = cfg.hosts.len();
         let mut failed = Vec::with_capacity(2);
         match served {
             Some(host) if response_flags & flags::HOST_FAILURE != 0 => failed.push(host),
@@ -163,7 +162,7 @@ impl HttpContext for Http {
         }
         for host in failed {
             let Some(id) = cfg.hosts.get(host).map(|h| h.id.as_str()) else { continue };
-            let event = shared::update_table(|t| t.record_failure(id, now, &passive, n));
+            let event = shared::update_table(|t| t.record_failure_in(id, now, &passive, &cfg));
             self.metrics.health_event(event);
             shared::log_event(&cfg, host, event, now);
         }

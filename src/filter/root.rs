@@ -288,6 +288,11 @@ impl RootContext for Root {
         }
         self.poll_membership(&base, now);
         self.send_probes(&cfg, now);
+        if (cfg.health.passive.is_some() || cfg.health.active.is_some())
+            && let Some(entries) = shared::prune_table(&cfg)
+        {
+            self.metrics.table_entries(entries);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
