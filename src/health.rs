@@ -7,6 +7,8 @@
 //! `id \t failures \t ejected_until_ms \t ejections \t recovered \t probe_fails \t probe_oks \t probe_down \n`;
 //! a line that does not parse is dropped (a bad table can cost memory of a failure, never a panic).
 
+use std::collections::HashMap;
+
 use crate::config::Config;
 
 /// Envoy response flags (`response.flags`, `StreamInfo::CoreResponseFlag` as bits) that mean the
@@ -280,6 +282,15 @@ impl Table {
         })
     }
 
+    /// An active probe of host `id` finished, with `cfg` the membership now in use: the answer
+    /// of a host that left since the probe was sent is dropped (it would only grow the table).
+    pub fn record_probe_in(&mut self, id: &str, ok: bool, t: &ProbeThresholds, cfg: &Config) -> Event {
+        if cfg.host_by_id(id).is_none() {
+            return Event::None;
+        }
+        self.record_probe(id, ok, t)
+    }
+
     /// The next time (ms) an ejection ends, after which `down_hosts` changes by itself.
     pub fn next_change_ms(&self, now_ms: u64) -> u64 {
         self.entries.iter().map(|e| e.ejected_until_ms).filter(|&t| t > now_ms).min().unwrap_or(u64::MAX)
@@ -314,4 +325,31 @@ fn parse_line(line: &str) -> Option<Entry> {
         probe_down: f.next()? == "1",
     };
     f.next().is_none().then_some(entry)
+}
+
+/// Active probes in flight, by the call token Envoy returned. Each remembers the *id* of the
+/// host it probed, never an index into the host list: a membership change between the probe
+/// and its answer (polls and probes go out in the same tick) shifts indices, not ids.
+#[derive(Debug, Default)]
+pub struct ProbesInFlight {
+    by_token: HashMap<u32, String>,
+}
+
+impl ProbesInFlight {
+    pub fn sent(&mut self, token: u32, id: &str) {
+        self.by_token.insert(token, id.to_owned());
+    }
+
+    /// The id of the host the probe with this token went to; `None` if it is no probe of ours.
+    pub fn answered(&mut self, token: u32) -> Option<String> {
+        self.by_token.remove(&token)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
 }

@@ -210,3 +210,34 @@ fn failure_counts_stop_at_the_threshold_when_ejection_is_refused() {
     assert_eq!(t.record_success("h0", 3, &P), Event::Recovered);
     assert!(matches!(t.record_failure_in("h1", 4, &P, &cfg), Event::Ejected { .. }));
 }
+
+/// Issue 12 item 3: a probe's answer lands on the host it was sent to, even when the membership
+/// changed in between (indices shift, ids do not), and a departed host's answer is dropped.
+#[test]
+fn probe_answers_are_attributed_by_host_id_across_a_membership_change() {
+    use session_router::health::ProbesInFlight;
+    let before = config_ids(&["b", "c", "d"]);
+    let mut probes = ProbesInFlight::default();
+    for (token, host) in before.hosts.iter().enumerate() {
+        probes.sent(token as u32 + 10, &host.id);
+    }
+    // The poll answered in the same tick: "a" joined (shifting every index), "d" left.
+    let after = config_ids(&["a", "b", "c"]);
+    let mut t = Table::default();
+    for token in [10, 11, 12] {
+        let id = probes.answered(token).unwrap();
+        // "c" (index 1 before, index 2 after) and the departed "d" fail their probes.
+        let ok = id != "c" && id != "d";
+        t.record_probe_in(&id, ok, &T, &after);
+        t.record_probe_in(&id, ok, &T, &after);
+    }
+    assert!(probes.is_empty());
+    assert_eq!(probes.answered(11), None, "an answer is taken once");
+    assert_eq!(
+        t.down_hosts(&after, 0),
+        Some(vec![false, false, true]),
+        "c is down, not whoever took its index"
+    );
+    assert!(t.get("d").is_none(), "the answer of a host that left is dropped");
+    assert!(t.get("a").is_none() && t.get("b").is_none());
+}

@@ -1,7 +1,7 @@
 //! The root context: configuration, membership, active probes and discovery polls.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use super::log_limit::LogLimit;
 use super::{VERSION, now_ms, random_id, tick_ms};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
 use crate::discovery::{self, MAX_BODY_BYTES};
+use crate::health::ProbesInFlight;
 use crate::metrics::{HostMetrics, Metrics};
 use crate::shared::{self, HealthView};
 
@@ -33,8 +34,8 @@ pub struct Root {
     log_limit: Rc<RefCell<LogLimit>>,
     /// Identifies this VM in the lease.
     lease_owner: u64,
-    /// In-flight probes: call token → host index.
-    probes: HashMap<u32, usize>,
+    /// In-flight probes: call token → host id.
+    probes: ProbesInFlight,
     /// In-flight discovery polls.
     polls: HashSet<u32>,
     next_probe_ms: u64,
@@ -54,7 +55,7 @@ impl Default for Root {
             health: Rc::default(),
             log_limit: Rc::default(),
             lease_owner: u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
-            probes: HashMap::new(),
+            probes: ProbesInFlight::default(),
             polls: HashSet::new(),
             next_probe_ms: 0,
             next_poll_ms: 0,
@@ -68,7 +69,7 @@ impl Context for Root {
             self.on_poll_response(body_size);
             return;
         }
-        let Some(host) = self.probes.remove(&token) else { return };
+        let Some(id) = self.probes.answered(token) else { return };
         let (Some(cfg), Some(active)) =
             (self.config.clone(), self.config.as_ref().and_then(|c| c.health.active.clone()))
         else {
@@ -78,10 +79,11 @@ impl Context for Root {
         let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
         if !ok {
             self.metrics.probe_failed();
-            debug!("session-router: probe of host {host} failed: status {status:?}");
+            debug!("session-router: probe of host {id} failed: status {status:?}");
         }
-        let Some(id) = cfg.hosts.get(host).map(|h| h.id.clone()) else { return };
-        let event = shared::update_table(|t| t.record_probe(&id, ok, &active.thresholds));
+        // Attributed by id: the membership may have changed since the probe went out.
+        let Some(host) = cfg.host_by_id(&id) else { return };
+        let event = shared::update_table(|t| t.record_probe_in(&id, ok, &active.thresholds, &cfg));
         self.metrics.health_event(event);
         shared::log_event(&cfg, host, event, now_ms());
     }
@@ -199,7 +201,7 @@ impl Root {
         }
         self.next_probe_ms = now + active.interval_ms;
         let timeout = Duration::from_millis(active.timeout_ms);
-        for (i, host) in cfg.hosts.iter().enumerate() {
+        for host in &cfg.hosts {
             let address = host.address.to_string();
             let authority = active.authority.as_deref().unwrap_or(&address);
             let headers = vec![
@@ -211,7 +213,7 @@ impl Root {
             ];
             match hostcalls::dispatch_http_call(&active.cluster, headers, None, vec![], timeout) {
                 Ok(token) => {
-                    self.probes.insert(token, i);
+                    self.probes.sent(token, &host.id);
                     self.metrics.probe_sent();
                 }
                 Err(e) => {
