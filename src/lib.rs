@@ -3,6 +3,7 @@
 //! The pure core ([`config`], [`ring`], [`router`], [`sticky`], [`cookie`], [`jwt`], [`query`],
 //! [`murmur3`]) never calls proxy-wasm and is tested natively; [`filter`] is the host glue.
 
+pub mod clock;
 pub mod config;
 pub mod cookie;
 pub mod discovery;

@@ -5,6 +5,7 @@ use log::{debug, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
+use crate::clock::{Lease, Now};
 use crate::config::{Config, HostSpec};
 use crate::discovery::Membership;
 use crate::health::{Event, Table};
@@ -169,20 +170,11 @@ pub fn publish_membership(hosts: Vec<HostSpec>) -> Option<(Membership, Membershi
     None
 }
 
-/// Takes or renews the lease (active probes, discovery polls) for `ttl_ms`; true while this
-/// worker holds it, so N workers do not do N times the work.
-pub fn hold_lease(owner: u64, now_ms: u64, ttl_ms: u64) -> bool {
+/// Takes or renews the lease (active probes, discovery polls) for `ttl_ms` of monotonic time;
+/// true while this worker holds it, so N workers do not do N times the work.
+pub fn hold_lease(owner: u64, now: Now, ttl_ms: u64) -> bool {
     let Ok((bytes, cas)) = hostcalls::get_shared_data(LEASE_KEY) else { return false };
-    let current = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| {
-        let (o, until) = s.split_once(':')?;
-        Some((o.parse::<u64>().ok()?, until.parse::<u64>().ok()?))
-    });
-    if let Some((o, until)) = current
-        && o != owner
-        && until > now_ms
-    {
-        return false;
-    }
-    let value = format!("{owner}:{}", now_ms.saturating_add(ttl_ms));
-    hostcalls::set_shared_data(LEASE_KEY, Some(value.as_bytes()), cas).is_ok()
+    let current = bytes.as_deref().and_then(Lease::decode);
+    let Some(next) = Lease::claim(current, owner, now, ttl_ms) else { return false };
+    hostcalls::set_shared_data(LEASE_KEY, Some(&next.encode()), cas).is_ok()
 }

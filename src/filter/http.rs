@@ -9,7 +9,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::log_limit::LogLimit;
-use super::{now_ms, property_string, property_u64, random_id};
+use super::{mono_ms, now_ms, property_string, property_u64, random_id};
 use crate::config::Config;
 use crate::health::flags;
 use crate::metrics::{HostMetrics, Metrics};
@@ -90,7 +90,7 @@ impl HttpContext for Http {
         let now = now_ms();
         let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
         let mut health = self.health.borrow_mut();
-        if checks_health && health.refresh(&cfg, self.config_epoch, now) {
+        if checks_health && health.refresh(&cfg, self.config_epoch, mono_ms()) {
             self.metrics.healthy_hosts(&cfg, health.down());
         }
         // No flags (nothing known to be down) means every host is up.
@@ -141,7 +141,7 @@ impl HttpContext for Http {
             return;
         }
         let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
-        let now = now_ms();
+        let now = mono_ms();
         let mut failed = Vec::with_capacity(2);
         match served {
             Some(host) if response_flags & flags::HOST_FAILURE != 0 => failed.push(host),

@@ -12,7 +12,8 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use super::http::Http;
 use super::log_limit::LogLimit;
-use super::{VERSION, now_ms, random_id, tick_ms};
+use super::{VERSION, mono_ms, now, random_id, tick_ms};
+use crate::clock::{Every, Now};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
 use crate::discovery::{self, MAX_BODY_BYTES};
 use crate::health::ProbesInFlight;
@@ -38,8 +39,9 @@ pub struct Root {
     probes: ProbesInFlight,
     /// In-flight discovery polls.
     polls: HashSet<u32>,
-    next_probe_ms: u64,
-    next_poll_ms: u64,
+    /// Probe and poll schedules, on the monotonic clock.
+    probe_every: Every,
+    poll_every: Every,
 }
 
 impl Default for Root {
@@ -57,8 +59,8 @@ impl Default for Root {
             lease_owner: u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
             probes: ProbesInFlight::default(),
             polls: HashSet::new(),
-            next_probe_ms: 0,
-            next_poll_ms: 0,
+            probe_every: Every::default(),
+            poll_every: Every::default(),
         }
     }
 }
@@ -85,7 +87,7 @@ impl Context for Root {
         let Some(host) = cfg.host_by_id(&id) else { return };
         let event = shared::update_table(|t| t.record_probe_in(&id, ok, &active.thresholds, &cfg));
         self.metrics.health_event(event);
-        shared::log_event(&cfg, host, event, now_ms());
+        shared::log_event(&cfg, host, event, mono_ms());
     }
 }
 
@@ -116,12 +118,11 @@ impl Root {
         }
     }
 
-    fn poll_membership(&mut self, base: &Config, now: u64) {
+    fn poll_membership(&mut self, base: &Config, now: Now) {
         let Some(discovery) = &base.discovery else { return };
-        if now < self.next_poll_ms {
+        if !self.poll_every.due(now, discovery.interval_ms) {
             return;
         }
-        self.next_poll_ms = now + discovery.interval_ms;
         let (path, authority) = match &discovery.source {
             DiscoverySource::EnvoyAdmin { .. } => ("/clusters?format=json", "envoy-admin"),
             DiscoverySource::Registry { path, authority, .. } => {
@@ -194,12 +195,11 @@ impl Root {
         }
     }
 
-    fn send_probes(&mut self, cfg: &Config, now: u64) {
+    fn send_probes(&mut self, cfg: &Config, now: Now) {
         let Some(active) = &cfg.health.active else { return };
-        if now < self.next_probe_ms {
+        if !self.probe_every.due(now, active.interval_ms) {
             return;
         }
-        self.next_probe_ms = now + active.interval_ms;
         let timeout = Duration::from_millis(active.timeout_ms);
         for host in &cfg.hosts {
             let address = host.address.to_string();
@@ -261,6 +261,7 @@ impl RootContext for Root {
                 (Some(_), Some(_)) => "passive+active",
             }
         );
+        debug!("session-router: clocks: monotonic {} ms, wall {} ms", mono_ms(), super::now_ms());
         self.metrics = Metrics::define();
         // Ticks drive probes and polls (by whichever worker holds the lease) and, in every worker,
         // picking up a newly published membership within half a poll interval.
@@ -283,7 +284,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         self.apply_membership();
         let (Some(base), Some(cfg)) = (self.base.clone(), self.config.clone()) else { return };
-        let now = now_ms();
+        let now = now();
         let lease_ms = tick_ms(&base).unwrap_or(1000).saturating_mul(6);
         if !shared::hold_lease(self.lease_owner, now, lease_ms) {
             return;
