@@ -241,3 +241,53 @@ fn probe_answers_are_attributed_by_host_id_across_a_membership_change() {
     assert!(t.get("d").is_none(), "the answer of a host that left is dropped");
     assert!(t.get("a").is_none() && t.get("b").is_none());
 }
+
+/// Issue 12 item 5: by default only connection-level failures count; timeouts and 5xx are
+/// opt-in through `health.passive.eject_on`.
+#[test]
+fn failure_policy_counts_connection_failures_by_default_and_timeouts_and_5xx_on_request() {
+    use session_router::health::{EjectOn, flags};
+    let default = EjectOn::default();
+    for f in [
+        flags::UPSTREAM_CONNECTION_FAILURE,
+        flags::UPSTREAM_REMOTE_RESET,
+        flags::UPSTREAM_CONNECTION_TERMINATION,
+        flags::UPSTREAM_OVERFLOW,
+    ] {
+        assert!(default.is_failure(f, None), "flag {f:#x}");
+    }
+    assert!(!default.is_failure(flags::UPSTREAM_REQUEST_TIMEOUT, Some(504)), "UT is opt-in");
+    assert!(!default.is_failure(0, Some(503)), "an application 5xx is opt-in");
+    assert!(default.fallback);
+    let all = EjectOn::parse(&["timeout", "5xx"]).unwrap();
+    assert!(all.is_failure(flags::UPSTREAM_REQUEST_TIMEOUT, None));
+    assert!(all.is_failure(0, Some(500)));
+    assert!(!all.is_failure(0, Some(404)));
+    assert!(!all.is_failure(flags::UPSTREAM_CONNECTION_FAILURE, Some(503)), "not listed");
+    assert!(!all.fallback, "a request served by a fallback counts only when listed");
+    assert_eq!(EjectOn::parse(&["timeouts"]), Err("timeouts".to_owned()));
+
+    let cfg = |eject_on: &str| {
+        Config::parse(
+            format!(
+                r#"{{"hosts":[{{"address":"10.0.0.1:80"}}],"sources":[{{"type":"header","name":"x"}}],
+                "target":{{"header":"x-envoy-original-dst-host"}},
+                "health":{{"passive":{{"consecutive_failures":3,"ejection_seconds":10{eject_on}}}}}}}"#
+            )
+            .as_bytes(),
+            |_| None,
+        )
+    };
+    assert_eq!(cfg("").unwrap().health.eject_on, default);
+    assert_eq!(cfg(r#","eject_on":["timeout","5xx"]"#).unwrap().health.eject_on, all);
+    let e = cfg(r#","eject_on":["reset","slow"]"#).unwrap_err();
+    assert_eq!(e.field, "health.passive.eject_on[1]");
+    assert!(e.reason.contains(r#""slow" is not one of"#), "{e}");
+    let e = cfg(r#","eject_on":[]"#).unwrap_err();
+    assert_eq!(e.field, "health.passive.eject_on");
+    let e = cfg(r#","eject_on":["reset","reset"]"#).unwrap_err();
+    assert_eq!(
+        (e.field.as_str(), e.reason.as_str()),
+        ("health.passive.eject_on[1]", r#""reset" is listed twice"#)
+    );
+}

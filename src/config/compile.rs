@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::raw::*;
 use super::*;
-use crate::health::{Passive, ProbeThresholds};
+use crate::health::{EjectOn, Passive, ProbeThresholds};
 use crate::ring::{MAX_HOSTS, Ring};
 use crate::sticky::CookieKey;
 
@@ -319,7 +319,28 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
 
 const MAX_EJECTION_SECONDS_DEFAULT: u64 = 300;
 
+fn compile_eject_on(raw: Option<&[String]>) -> Result<EjectOn, ConfigError> {
+    let Some(names) = raw else { return Ok(EjectOn::default()) };
+    const FIELD: &str = "health.passive.eject_on";
+    if names.is_empty() {
+        return Err(err(
+            FIELD,
+            format!("is empty; list at least one of {:?} (default {:?})", EjectOn::KINDS, EjectOn::DEFAULT),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(err(format!("{FIELD}[{i}]"), format!("{name:?} is listed twice")));
+        }
+    }
+    EjectOn::parse(names).map_err(|bad| {
+        let i = names.iter().position(|n| *n == bad).unwrap_or(0);
+        err(format!("{FIELD}[{i}]"), format!("{bad:?} is not one of {:?}", EjectOn::KINDS))
+    })
+}
+
 fn compile_health(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
+    let eject_on = compile_eject_on(raw.passive.as_ref().and_then(|p| p.eject_on.as_deref()))?;
     let passive = raw
         .passive
         .map(|p| {
@@ -393,5 +414,5 @@ fn compile_health(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
             })
         })
         .transpose()?;
-    Ok(HealthConfig { passive, active })
+    Ok(HealthConfig { passive, active, eject_on })
 }

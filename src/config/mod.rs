@@ -12,7 +12,7 @@ mod raw;
 
 pub use raw::HostSpec;
 
-use crate::health::{Passive, ProbeThresholds};
+use crate::health::{EjectOn, Passive, ProbeThresholds};
 use crate::ring::Ring;
 use crate::sticky::{CookieKey, HostTag};
 
@@ -137,6 +137,8 @@ pub struct ActiveHealth {
 pub struct HealthConfig {
     pub passive: Option<Passive>,
     pub active: Option<ActiveHealth>,
+    /// What counts as a host failure for `passive` (`health.passive.eject_on`).
+    pub eject_on: EjectOn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -38,6 +38,8 @@ pub(super) struct RawPassive {
     pub(super) ejection_seconds: u64,
     #[serde(default)]
     pub(super) max_ejection_seconds: Option<u64>,
+    #[serde(default)]
+    pub(super) eject_on: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

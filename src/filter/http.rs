@@ -131,23 +131,32 @@ impl HttpContext for Http {
     fn on_log(&mut self) {
         let (Some(cfg), Some(decision)) = (self.config.clone(), self.decision.take()) else { return };
         let Some(passive) = cfg.health.passive else { return };
+        let policy = cfg.health.eject_on;
         let response_flags = property_u64(&["response", "flags"]).unwrap_or(0);
+        // The status is only read when 5xx answers count (`eject_on` lists "5xx").
+        let status = if policy.status_5xx {
+            property_u64(&["response", "code"]).and_then(|c| u32::try_from(c).ok())
+        } else {
+            None
+        };
+        let host_failed = policy.is_failure(response_flags, status);
+        // A failure the policy does not count (a timeout by default) is no proof of life either.
+        let uncounted_failure = !host_failed && response_flags & flags::ANY_LOCAL_REPLY != 0;
+        let fallback_counts = policy.fallback && cfg.target.fallbacks > 0;
         // Each property read costs Envoy an expression evaluation: the upstream address is only
         // needed to attribute a failure, to spot a fallback that served, or to clear a record.
-        let needs_host = response_flags & flags::HOST_FAILURE != 0
-            || cfg.target.fallbacks > 0
-            || !self.health.borrow().table().is_empty();
-        if !needs_host {
+        let needs_host = host_failed || fallback_counts || !self.health.borrow().table().is_empty();
+        if !needs_host || uncounted_failure {
             return;
         }
         let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
         let now = mono_ms();
         let mut failed = Vec::with_capacity(2);
         match served {
-            Some(host) if response_flags & flags::HOST_FAILURE != 0 => failed.push(host),
+            Some(host) if host_failed => failed.push(host),
             Some(host) => {
                 // Served by a later entry of the fallback list: the hosts before it failed.
-                if host != decision.host && cfg.target.fallbacks > 0 {
+                if host != decision.host && fallback_counts {
                     failed.push(decision.host);
                 }
                 let id = &cfg.hosts[host].id;
@@ -157,7 +166,7 @@ impl HttpContext for Http {
                     shared::log_event(&cfg, host, event, now);
                 }
             }
-            None if response_flags & flags::HOST_FAILURE != 0 => failed.push(decision.host),
+            None if host_failed => failed.push(decision.host),
             None => {}
         }
         for host in failed {

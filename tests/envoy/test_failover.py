@@ -310,12 +310,13 @@ def _route_timeout(timeout):
 
 @pytest.mark.parametrize("fault, status", [("timeout", 504), ("reset", 503)])
 def test_envoy_response_flags_for_injected_faults_count_as_host_failures(upstreams, start_envoy, fault, status):
-    """Proves the response-flag bits the filter reads on this Envoy: upstream timeout (UT) and
-    connection reset/termination (UR/UC) eject the host; connection failure (UF) is proven by
-    test_backend_killed_under_load."""
+    """Proves the response-flag bits the filter reads on this Envoy: upstream timeout (UT, when
+    `eject_on` lists "timeout") and connection reset/termination (UR/UC, by default) eject the
+    host; connection failure (UF) is proven by test_backend_killed_under_load."""
     ups = upstreams(2)
     listener, bad = _fault_listener(fault)
-    cfg = config("original_dst", ups, sticky=False)
+    passive = {**PASSIVE, "eject_on": ["connect_failure", "reset", "timeout"]} if fault == "timeout" else PASSIVE
+    cfg = config("original_dst", ups, health={"passive": passive}, sticky=False)
     cfg["hosts"].append({"address": bad, "id": IDS[2]})
     try:
         envoy = start_envoy("original_dst", cfg, edit=_route_timeout("0.3s"))
@@ -328,3 +329,26 @@ def test_envoy_response_flags_for_injected_faults_count_as_host_failures(upstrea
     finally:
         listener.close()
 
+
+
+def test_slow_requests_do_not_eject_a_host_under_the_default_policy(upstreams, start_envoy):
+    """Issue 12 item 5: three concurrent requests pinned to one host time out (504, UT); by
+    default timeouts are not host failures, so the host and its sessions stay where they are."""
+    ups = upstreams(2)
+    listener, slow = _fault_listener("timeout")
+    cfg = config("original_dst", ups, sticky=False)
+    cfg["hosts"].append({"address": slow, "id": IDS[2]})
+    try:
+        envoy = start_envoy("original_dst", cfg, edit=_route_timeout("0.3s"))
+        key = "carol"  # on backend-c (the slow host) per the golden table in tests/ring.rs
+        for _ in range(2):
+            with ThreadPoolExecutor(3) as pool:
+                codes = list(pool.map(lambda _: served_by(envoy, [("x-user-id", key)])[0], range(3)))
+            assert codes == [504] * 3
+        assert counters(envoy).get("session_router.health.ejections", 0) == 0
+        assert "ejected" not in envoy.log_text()
+        # Still routed to the slow host (not moved elsewhere): the session keeps its host.
+        assert served_by(envoy, [("x-user-id", key)])[0] == 504
+        assert {served_by(envoy, [("x-user-id", f"u{i}")])[0] for i in range(10)} <= {200, 504}
+    finally:
+        listener.close()
