@@ -15,5 +15,6 @@ pub mod murmur3;
 pub mod query;
 pub mod ring;
 pub mod router;
+pub mod scope;
 pub mod shared;
 pub mod sticky;

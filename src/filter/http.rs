@@ -149,6 +149,7 @@ impl HttpContext for Http {
         if !needs_host || uncounted_failure {
             return;
         }
+        let Some(keys) = self.health.borrow().keys() else { return };
         let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
         let now = mono_ms();
         let mut failed = Vec::with_capacity(2);
@@ -161,7 +162,7 @@ impl HttpContext for Http {
                 }
                 let id = &cfg.hosts[host].id;
                 if self.health.borrow().table().success_changes(id, now, &passive) {
-                    let event = shared::update_table(|t| t.record_success(id, now, &passive));
+                    let event = shared::update_table(&keys, |t| t.record_success(id, now, &passive));
                     self.metrics.health_event(event);
                     shared::log_event(&cfg, host, event, now);
                 }
@@ -171,7 +172,7 @@ impl HttpContext for Http {
         }
         for host in failed {
             let Some(id) = cfg.hosts.get(host).map(|h| h.id.as_str()) else { continue };
-            let event = shared::update_table(|t| t.record_failure_in(id, now, &passive, &cfg));
+            let event = shared::update_table(&keys, |t| t.record_failure_in(id, now, &passive, &cfg));
             self.metrics.health_event(event);
             shared::log_event(&cfg, host, event, now);
         }

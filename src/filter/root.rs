@@ -12,12 +12,13 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use super::http::Http;
 use super::log_limit::LogLimit;
-use super::{VERSION, mono_ms, now, random_id, tick_ms};
+use super::{VERSION, mono_ms, now, property_string, random_id, tick_ms};
 use crate::clock::{Every, Now};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
 use crate::discovery::{self, MAX_BODY_BYTES};
 use crate::health::ProbesInFlight;
 use crate::metrics::{HostMetrics, Metrics};
+use crate::scope::Keys;
 use crate::shared::{self, HealthView};
 
 pub struct Root {
@@ -29,6 +30,10 @@ pub struct Root {
     config_epoch: u64,
     /// Membership generation applied to `config` (0: the static hosts).
     generation: u64,
+    /// The hosts of that generation, to skip rebuilding when a poll brings the same answer.
+    applied_hosts: Option<Vec<HostSpec>>,
+    /// This configuration's shared-data keys (scoped to the plugin and membership source).
+    keys: Option<Rc<Keys>>,
     metrics: Metrics,
     host_metrics: Rc<HostMetrics>,
     health: Rc<RefCell<HealthView>>,
@@ -52,6 +57,8 @@ impl Default for Root {
             config: None,
             config_epoch: 0,
             generation: 0,
+            applied_hosts: None,
+            keys: None,
             metrics: Metrics::default(),
             host_metrics: Rc::default(),
             health: Rc::default(),
@@ -85,7 +92,8 @@ impl Context for Root {
         }
         // Attributed by id: the membership may have changed since the probe went out.
         let Some(host) = cfg.host_by_id(&id) else { return };
-        let event = shared::update_table(|t| t.record_probe_in(&id, ok, &active.thresholds, &cfg));
+        let Some(keys) = self.keys.clone() else { return };
+        let event = shared::update_table(&keys, |t| t.record_probe_in(&id, ok, &active.thresholds, &cfg));
         self.metrics.health_event(event);
         shared::log_event(&cfg, host, event, mono_ms());
     }
@@ -101,15 +109,21 @@ impl Root {
     /// Switches to the membership the polling worker published, if it is newer than ours.
     fn apply_membership(&mut self) {
         let Some(base) = self.base.clone().filter(|b| b.discovery.is_some()) else { return };
-        let Some((membership, _)) = shared::read_membership() else { return };
+        let Some(keys) = self.keys.clone() else { return };
+        // One small read per tick; the host list is only read when its generation moved.
+        if shared::read_generation(&keys) == self.generation {
+            return;
+        }
+        let Some(membership) = shared::read_membership(&keys) else { return };
         if membership.generation == self.generation {
             return;
         }
-        match base.with_hosts(membership.hosts) {
+        match base.with_hosts(membership.hosts.clone()) {
             Ok(config) => {
                 self.metrics.membership(membership.generation, config.hosts.len());
                 self.set_config(Rc::new(config));
                 self.generation = membership.generation;
+                self.applied_hosts = Some(membership.hosts);
             }
             Err(e) => {
                 warn!("session-router: membership generation {} not applied: {e}", membership.generation);
@@ -175,6 +189,13 @@ impl Root {
                 discovery::parse_consul(&body, &seeds)
             }
         };
+        // The same answer as the membership in use: nothing to validate, rebuild or publish.
+        if let Ok(hosts) = &parsed
+            && self.applied_hosts.as_ref() == Some(hosts)
+        {
+            return;
+        }
+        let Some(keys) = self.keys.clone() else { return };
         let hosts = match parsed.and_then(|hosts| match base.with_hosts(hosts.clone()) {
             Ok(_) => Ok(hosts),
             Err(e) => Err(discovery::DiscoveryError(e.to_string())),
@@ -182,7 +203,7 @@ impl Root {
             Ok(hosts) => hosts,
             Err(e) => return self.poll_failed(&e.0),
         };
-        if let Some((next, previous)) = shared::publish_membership(hosts) {
+        if let Some((next, previous)) = shared::publish_membership(&keys, hosts) {
             let (added, removed) = previous.diff(&next.hosts);
             info!(
                 "session-router: membership generation {}: {} hosts, added [{}], removed [{}]",
@@ -269,10 +290,21 @@ impl RootContext for Root {
         if let Err(e) = hostcalls::set_tick_period(tick) {
             warn!("session-router: cannot set the tick period: {e:?}");
         }
+        let plugin_name = property_string(&["plugin_name"]).unwrap_or_default();
+        let root_id = property_string(&["plugin_root_id"]).unwrap_or_default();
+        let keys = Rc::new(Keys::new(&plugin_name, &root_id, &config, &bytes));
+        debug!(
+            "session-router: plugin {plugin_name:?} root_id {root_id:?}: shared-data scope {}",
+            keys.scope
+        );
+        shared::init(&keys);
+        self.health.borrow_mut().set_keys(keys.clone());
+        self.keys = Some(keys);
         let config = Rc::new(config);
         self.base = Some(config.clone());
         self.set_config(config);
         self.generation = 0;
+        self.applied_hosts = None;
         // A reload keeps following the discovered membership, not the seed list.
         self.apply_membership();
         if let Some(cfg) = &self.config {
@@ -284,15 +316,16 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         self.apply_membership();
         let (Some(base), Some(cfg)) = (self.base.clone(), self.config.clone()) else { return };
+        let Some(keys) = self.keys.clone() else { return };
         let now = now();
         let lease_ms = tick_ms(&base).unwrap_or(1000).saturating_mul(6);
-        if !shared::hold_lease(self.lease_owner, now, lease_ms) {
+        if !shared::hold_lease(&keys, self.lease_owner, now, lease_ms) {
             return;
         }
         self.poll_membership(&base, now);
         self.send_probes(&cfg, now);
         if (cfg.health.passive.is_some() || cfg.health.active.is_some())
-            && let Some(entries) = shared::prune_table(&cfg)
+            && let Some(entries) = shared::prune_table(&keys, &cfg)
         {
             self.metrics.table_entries(entries);
         }
