@@ -291,3 +291,39 @@ fn failure_policy_counts_connection_failures_by_default_and_timeouts_and_5xx_on_
         ("health.passive.eject_on[1]", r#""reset" is listed twice"#)
     );
 }
+
+/// Issue 12 item 7: probes carry plain `ip:port` in a header an ORIGINAL_DST probe cluster
+/// reads, in every target mode (a stateful-session target is base64, which it does not read).
+#[test]
+fn probes_name_their_host_in_plain_ip_port_in_every_target_mode() {
+    let cfg = |target: &str, active_header: &str| {
+        Config::parse(
+            format!(
+                r#"{{"hosts":[{{"address":"[::1]:8081","id":"a"}}],"sources":[{{"type":"header","name":"x"}}],
+                "target":{target},"health":{{"active":{{"cluster":"probes"{active_header}}}}}}}"#
+            )
+            .as_bytes(),
+            |_| None,
+        )
+    };
+    let probe = |c: Config| {
+        let active = c.health.active.clone().unwrap();
+        let (name, value) = active.probe_header(&c.hosts[0]);
+        (name.to_owned(), value)
+    };
+    let plain = ("x-gateway-destination-endpoint".to_owned(), "[::1]:8081".to_owned());
+    assert_eq!(
+        probe(cfg(r#"{"header":"x-gateway-destination-endpoint","fallbacks":1}"#, "").unwrap()),
+        plain
+    );
+    let odst = ("x-envoy-original-dst-host".to_owned(), "[::1]:8081".to_owned());
+    assert_eq!(probe(cfg(r#"{"header":"x-envoy-original-dst-host"}"#, "").unwrap()), odst);
+    let stateful = cfg(r#"{"header":"x-session-router-host","encoding":"base64"}"#, "").unwrap();
+    assert_ne!(stateful.hosts[0].header_value, "[::1]:8081", "requests carry base64");
+    assert_eq!(probe(stateful), odst, "probes carry plain ip:port for an ORIGINAL_DST probe cluster");
+    let explicit =
+        cfg(r#"{"header":"x-session-router-host","encoding":"base64"}"#, r#","header":"X-Probe-Host""#);
+    assert_eq!(probe(explicit.unwrap()), ("x-probe-host".to_owned(), "[::1]:8081".to_owned()));
+    let e = cfg(r#"{"header":"x-envoy-original-dst-host"}"#, r#","header":"bad header""#).unwrap_err();
+    assert_eq!(e.field, "health.active.header");
+}

@@ -35,7 +35,15 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
             "is empty and no sticky_cookie is configured, so no request could ever stick to a host",
         ));
     }
-    let health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
+    let mut health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
+    if let Some(active) = &mut health.active
+        && active.header.is_empty()
+    {
+        active.header = match target.encoding {
+            Encoding::Plain => target.header.clone(),
+            Encoding::Base64 => "x-envoy-original-dst-host".to_owned(),
+        };
+    }
     let discovery = raw.discovery.map(compile_discovery).transpose()?;
     let mut config = Config {
         hosts: Vec::new(),
@@ -401,7 +409,13 @@ fn compile_health(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
                 n @ 1..=100 => Ok(n),
                 n => Err(err(format!("health.active.{field}"), format!("{n} is out of range 1..=100"))),
             };
+            // Empty: derived from `target` once it is compiled.
+            let header = match &a.header {
+                Some(h) => check_header_name("health.active.header", h)?,
+                None => String::new(),
+            };
             Ok(ActiveHealth {
+                header,
                 cluster: a.cluster,
                 path,
                 authority: a.authority,

@@ -58,6 +58,8 @@ pub(super) struct RawActive {
     pub(super) unhealthy_threshold: Option<u32>,
     #[serde(default)]
     pub(super) healthy_threshold: Option<u32>,
+    #[serde(default)]
+    pub(super) header: Option<String>,
 }
 
 /// One host as configured (`hosts[i]`) or as discovered.

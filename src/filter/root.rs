@@ -223,13 +223,14 @@ impl Root {
         }
         let timeout = Duration::from_millis(active.timeout_ms);
         for host in &cfg.hosts {
-            let address = host.address.to_string();
+            // Plain ip:port, whatever the target encoding: what the probe cluster reads.
+            let (header, address) = active.probe_header(host);
             let authority = active.authority.as_deref().unwrap_or(&address);
             let headers = vec![
                 (":method", "GET"),
                 (":path", active.path.as_str()),
                 (":authority", authority),
-                (cfg.target.header.as_str(), host.header_value.as_str()),
+                (header, address.as_str()),
                 ("user-agent", "session-router-probe"),
             ];
             match hostcalls::dispatch_http_call(&active.cluster, headers, None, vec![], timeout) {

@@ -352,3 +352,39 @@ def test_slow_requests_do_not_eject_a_host_under_the_default_policy(upstreams, s
         assert {served_by(envoy, [("x-user-id", f"u{i}")])[0] for i in range(10)} <= {200, 504}
     finally:
         listener.close()
+
+
+def test_active_checks_work_in_stateful_session_mode(upstreams, start_envoy):
+    """Issue 12 item 7: requests carry base64(ip:port) for the stateful-session header, which an
+    ORIGINAL_DST probe cluster cannot read; probes carry plain ip:port in
+    x-envoy-original-dst-host instead, so a hung backend is detected in this mode too."""
+    ups = upstreams(2)
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    hung_addr = f"127.0.0.1:{hung.getsockname()[1]}"
+    addrs = [u.addr for u in ups] + [hung_addr]
+    active = {"cluster": "probes", "path": "/healthz", "interval_ms": 300, "timeout_ms": 200,
+              "unhealthy_threshold": 2, "healthy_threshold": 2}
+    cfg = {"hosts": [{"address": a, "id": IDS[i]} for i, a in enumerate(addrs)],
+           "sources": [{"type": "header", "name": "x-user-id"}],
+           "target": {"header": "x-session-router-host", "encoding": "base64"},
+           "health": {"active": active}}
+
+    def edit(config):
+        config["static_resources"]["clusters"].append({
+            "name": "probes", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "1s",
+            "original_dst_lb_config": {"use_http_header": True, "http_header_name": "x-envoy-original-dst-host"}})
+
+    try:
+        envoy = start_envoy("stateful_session", cfg, addrs, edit=edit)
+        assert wait_for(lambda: counters(envoy).get("session_router.health.ejections", 0) == 1, 5), envoy.log_tail()
+        assert "backend-c" in envoy.log_text() and "failed its health checks" in envoy.log_text()
+        probes = [r for u in ups for r in u.requests if r["path"] == "/healthz"]
+        assert probes, "the healthy backends were probed through the ORIGINAL_DST cluster"
+        assert all(r["headers"]["x-envoy-original-dst-host"] == f"127.0.0.1:{r['port']}" for r in probes)
+        hosts = {served_by(envoy, [("x-user-id", f"u{i}")])[1] for i in range(30)}
+        assert hosts == {u.name for u in ups}
+        assert counters(envoy).get("session_router.health.recoveries", 0) == 0, "healthy hosts stay up"
+    finally:
+        hung.close()
