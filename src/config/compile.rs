@@ -45,6 +45,9 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
         };
     }
     let discovery = raw.discovery.map(compile_discovery).transpose()?;
+    if discovery.is_some() {
+        check_seed_hosts(&raw.hosts)?;
+    }
     let mut config = Config {
         hosts: Vec::new(),
         ring: Ring::empty(),
@@ -87,6 +90,31 @@ fn compile_discovery(raw: RawDiscovery) -> Result<Discovery, ConfigError> {
         return Err(err("discovery.interval_ms", format!("{interval_ms} is out of range 100..=3600000")));
     }
     Ok(Discovery { cluster, source, interval_ms })
+}
+
+/// Under discovery the static hosts are only the seed, used until the first poll succeeds:
+/// weights and draining come from the discovered membership, so a static `weight` or `drain`
+/// would apply for a moment and then silently stop. Rejected rather than half-applied.
+fn check_seed_hosts(hosts: &[HostSpec]) -> Result<(), ConfigError> {
+    for (i, h) in hosts.iter().enumerate() {
+        if h.drain {
+            return Err(err(
+                format!("hosts[{i}].drain"),
+                "true has no lasting effect under discovery (draining comes from the discovered membership); remove it",
+            ));
+        }
+        if let Some(w) = h.weight
+            && w != 1
+        {
+            return Err(err(
+                format!("hosts[{i}].weight"),
+                format!(
+                    "{w} has no lasting effect under discovery (weights come from the discovered membership); remove it"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn compile_hosts(
@@ -255,6 +283,18 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
             format!("{} is out of range 1..={MAX_TTL_SECONDS} (400 days)", raw.ttl_seconds),
         ));
     }
+    // The cookie is re-issued once a quarter of the idle timeout has passed (whole seconds):
+    // below 4 s that is every response, a Set-Cookie per request.
+    if let Some(idle) = raw.idle_timeout_seconds
+        && (1..MIN_IDLE_TIMEOUT_SECONDS).contains(&idle)
+    {
+        return Err(err(
+            "sticky_cookie.idle_timeout_seconds",
+            format!(
+                "{idle} is below {MIN_IDLE_TIMEOUT_SECONDS}: the cookie is refreshed every quarter of it, so every response would set a cookie"
+            ),
+        ));
+    }
     if let Some(idle) = raw.idle_timeout_seconds
         && (idle == 0 || idle > raw.ttl_seconds)
     {
@@ -326,6 +366,7 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
 }
 
 const MAX_EJECTION_SECONDS_DEFAULT: u64 = 300;
+const MIN_IDLE_TIMEOUT_SECONDS: u64 = 4;
 
 fn compile_eject_on(raw: Option<&[String]>) -> Result<EjectOn, ConfigError> {
     let Some(names) = raw else { return Ok(EjectOn::default()) };

@@ -245,6 +245,10 @@ CASES = [
     Case("health-unknown-field", base(health={"pasive": {}}), False, "health.pasive"),
     Case("host-prefix-any-case-with-domain", base(sticky_cookie=sticky(name="__host-srv", domain="example.com")), False, "sticky_cookie.name"),
     Case("secure-prefix-any-case-insecure", base(sticky_cookie=sticky(name="__SECURE-srv", secure=False)), False, "sticky_cookie.name"),
+    Case("idle-three", base(sticky_cookie=sticky(idle_timeout_seconds=3)), False, "sticky_cookie.idle_timeout_seconds"),
+    Case("idle-four", base(sticky_cookie=sticky(idle_timeout_seconds=4)), True),
+    Case("discovery-seed-drain", base(hosts=[{"address": "10.0.0.1:8080", "drain": True}, {"address": "10.0.0.2:8080"}], discovery={"type": "envoy_admin", "cluster": "envoy_admin", "target_cluster": "b"}), False, "hosts[0].drain", diverge=SCHEMA_CANNOT),
+    Case("discovery-seed-weight", base(hosts=[{"address": "10.0.0.1:8080", "weight": 2}], discovery={"type": "envoy_admin", "cluster": "envoy_admin", "target_cluster": "b"}), False, "hosts[0].weight", diverge=SCHEMA_CANNOT),
     Case("discovery-unknown-type", base(discovery={"type": "dns", "cluster": "c"}), False, "discovery.type"),
     Case("discovery-without-target-cluster", base(discovery={"type": "envoy_admin", "cluster": "envoy_admin"}), False, "discovery"),
     Case("discovery-empty-target-cluster", base(discovery={"type": "envoy_admin", "cluster": "envoy_admin", "target_cluster": ""}), False, "discovery.target_cluster"),
@@ -382,7 +386,7 @@ def test_schema_comment_lists_the_inexpressible_rules():
     comment = load_schema()["$comment"]
     for words in ["same address", "same id", "4,000,000", "idle_timeout_seconds <= ttl_seconds",
                   "max_ejection_seconds >= ejection_seconds", "timeout_ms <= interval_ms",
-                  "secret_env", "UTF-8 bytes", "1.0", "duplicate keys", "null", "zone"]:
+                  "secret_env", "UTF-8 bytes", "1.0", "duplicate keys", "null", "zone", "hosts[].drain"]:
         assert words in comment, f"$comment does not mention {words!r}"
 
 
