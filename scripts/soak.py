@@ -25,9 +25,12 @@ memory (Envoy has no stat for it; it is read from /proc/<pid>/smaps: the Rss of 
 guard reservations: the read-write mapping below each), at the start (after warm-up) and the end;
 the wasm VM stats (`wasm.envoy.wasm.runtime.v8.*`, `wasm.wasm_vm_count`, `wasm.<plugin>.vm_reload*`);
 reloads applied; requests by kind and failures in and outside the restart window; the
-filter's counters. Shared data cannot be listed through Envoy's admin API; the filter only ever
-uses three fixed keys (src/shared.rs), and the health-table writes show up as the filter's
-`health.*` counters.
+filter's counters. Shared data cannot be listed through Envoy's admin API; the filter uses four
+keys per configuration scope (src/scope.rs), the health-table writes show up as the filter's
+`health.*` counters and the table's size as the `health.table_entries` gauge.
+
+`--churn` runs the membership-churn soak instead (class ChurnSoak): two filters with one vm_id
+over two file-based EDS clusters, hosts replaced one by one on both under traffic.
 
 Exits non-zero when a request failed outside the restart window (from the backend's stop to
 --restart-grace seconds after its start), when a VM restarted (a `vm_reload` counter moved or

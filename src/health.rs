@@ -2,8 +2,11 @@
 //! optional active probes, kept as one small table in proxy-wasm shared data.
 //!
 //! The table lists only hosts with something to remember (failures, an ejection, probe state);
-//! when every host is healthy it is empty, so the request path reads zero bytes. It is keyed by
-//! host id, so it survives config reloads. Encoding: one line per host,
+//! when every host is healthy it is empty, so the request path reads only the record's scope tag.
+//! It is keyed by host id, so it survives config reloads that keep the membership source
+//! ([`crate::scope`]); the lease holder drops the entries of hosts that left
+//! ([`Table::retain_members`]), so it stays bounded by the membership. Times are monotonic
+//! milliseconds ([`crate::clock`]). Encoding: one line per host,
 //! `id \t failures \t ejected_until_ms \t ejections \t recovered \t probe_fails \t probe_oks \t probe_down \n`;
 //! a line that does not parse is dropped (a bad table can cost memory of a failure, never a panic).
 
