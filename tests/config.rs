@@ -252,7 +252,7 @@ fn integer_fields_accept_integral_doubles() {
             "health":{{"passive":{{"consecutive_failures":{cf},"ejection_seconds":{ej},"max_ejection_seconds":{mej}}},
                       "active":{{"cluster":"c","interval_ms":{iv},"timeout_ms":{to},"unhealthy_threshold":{ut},"healthy_threshold":{ht}}}}},
             "discovery":{{"type":"envoy_admin","cluster":"a","target_cluster":"b","interval_ms":{div}}}}}"#,
-            w = n(2),
+            w = n(1), // under discovery a static weight must be 1 (issue 12)
             ttl = n(3600),
             idle = n(600),
             fb = n(1),

@@ -41,6 +41,8 @@ enum Op {
     RoundTrip,
     /// A host id that is not (or no longer) configured.
     StrangerFailure,
+    /// The lease holder drops entries of hosts that left the membership.
+    Prune,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -69,6 +71,11 @@ fn entries(t: &Table) -> Vec<Entry> {
 
 fn is_down(e: &Entry, now: u64) -> bool {
     e.ejected_until_ms > now || e.probe_down
+}
+
+/// Members of `cfg` that are down (entries of other ids do not count toward the half rule).
+fn member_down(t: &Table, cfg: &Config, now: u64) -> usize {
+    entries(t).iter().filter(|e| is_down(e, now) && cfg.host_by_id(&e.id).is_some()).count()
 }
 
 fn check_table(t: &Table, cfg: &Config, now: u64) {
@@ -139,21 +146,25 @@ fn structured(b: Built) {
     // table may hold states no operation reaches; the raw mode covers those).
     let mut t = reachable(Table::decode(&b.initial));
     // Whether the table started within the "at most half down" rule (a decoded table may not).
-    let mut sane = entries(&t).iter().filter(|e| is_down(e, now)).count() * 2 <= n;
+    let mut sane = member_down(&t, cfg, now) * 2 <= n;
     check_table(&t, cfg, now);
     for op in b.ops.iter().take(64) {
         match *op {
             Op::Failure { host } => {
                 let id = cfg.hosts[usize::from(host) % n].id.clone();
                 let before = t.get(&id).cloned().unwrap_or_default();
-                let event = t.record_failure(&id, now, &passive, n);
+                let event = t.record_failure_in(&id, now, &passive, cfg);
+                assert!(
+                    t.get(&id).is_none_or(|e| e.failures <= passive.consecutive_failures),
+                    "the failure count went past the threshold"
+                );
                 if let Event::Ejected { until_ms, failures } = event {
                     assert!(!is_down(&before, now) || before.probe_down, "an ejected host ejected again");
                     assert!(failures >= passive.consecutive_failures);
                     assert!(until_ms > now);
                     assert!(until_ms - now >= passive.ejection_ms.min(passive.max_ejection_ms));
                     assert!(until_ms - now <= passive.max_ejection_ms, "ejected past max_ejection_ms");
-                    let down = entries(&t).iter().filter(|e| is_down(e, now)).count();
+                    let down = member_down(&t, cfg, now);
                     assert!(down * 2 <= n, "an ejection left {down} of {n} hosts down");
                     assert!(t.get(&id).is_some_and(|e| e.ejected_until_ms == until_ms && e.failures == 0));
                 }
@@ -191,10 +202,17 @@ fn structured(b: Built) {
             Op::StrangerFailure => {
                 let _ = t.record_failure("not-configured", now, &passive, n);
             }
+            Op::Prune => {
+                t.retain_members(cfg);
+                assert!(
+                    entries(&t).iter().all(|e| cfg.host_by_id(&e.id).is_some()),
+                    "a stranger survived pruning"
+                );
+            }
         }
         if sane {
-            // Passive ejections alone never put more than half the hosts out.
-            let down = entries(&t).iter().filter(|e| is_down(e, now)).count();
+            // Passive ejections alone never put more than half the members out.
+            let down = member_down(&t, cfg, now);
             assert!(down * 2 <= n, "{down} of {n} hosts down by passive ejection");
         }
         check_table(&t, cfg, now);

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::raw::*;
 use super::*;
 use crate::bounded::FACTOR_SCALE;
-use crate::health::{Passive, ProbeThresholds};
+use crate::health::{EjectOn, Passive, ProbeThresholds};
 use crate::ring::{MAX_HOSTS, Ring};
 use crate::sticky::CookieKey;
 
@@ -36,9 +36,20 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
             "is empty and no sticky_cookie is configured, so no request could ever stick to a host",
         ));
     }
-    let health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
+    let mut health = raw.health.map(compile_health).transpose()?.unwrap_or_default();
+    if let Some(active) = &mut health.active
+        && active.header.is_empty()
+    {
+        active.header = match target.encoding {
+            Encoding::Plain => target.header.clone(),
+            Encoding::Base64 => "x-envoy-original-dst-host".to_owned(),
+        };
+    }
     let discovery = raw.discovery.map(|d| compile_discovery(d, &target)).transpose()?;
     let bounded_load = raw.bounded_load.map(compile_bounded_load).transpose()?;
+    if discovery.is_some() {
+        check_seed_hosts(&raw.hosts)?;
+    }
     let mut config = Config {
         hosts: Vec::new(),
         ring: Ring::empty(),
@@ -141,6 +152,31 @@ fn compile_admission(
         admission.denied_ports = ports;
     }
     Ok(admission)
+}
+
+/// Under discovery the static hosts are only the seed, used until the first poll succeeds:
+/// weights and draining come from the discovered membership, so a static `weight` or `drain`
+/// would apply for a moment and then silently stop. Rejected rather than half-applied.
+fn check_seed_hosts(hosts: &[HostSpec]) -> Result<(), ConfigError> {
+    for (i, h) in hosts.iter().enumerate() {
+        if h.drain {
+            return Err(err(
+                format!("hosts[{i}].drain"),
+                "true has no lasting effect under discovery (draining comes from the discovered membership); remove it",
+            ));
+        }
+        if let Some(w) = h.weight
+            && w != 1
+        {
+            return Err(err(
+                format!("hosts[{i}].weight"),
+                format!(
+                    "{w} has no lasting effect under discovery (weights come from the discovered membership); remove it"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn compile_hosts(
@@ -316,6 +352,18 @@ fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Resul
             format!("{} is out of range 1..={MAX_TTL_SECONDS} (400 days)", raw.ttl_seconds),
         ));
     }
+    // The cookie is re-issued once a quarter of the idle timeout has passed (whole seconds):
+    // below 4 s that is every response, a Set-Cookie per request.
+    if let Some(idle) = raw.idle_timeout_seconds
+        && (1..MIN_IDLE_TIMEOUT_SECONDS).contains(&idle)
+    {
+        return Err(err(
+            "sticky_cookie.idle_timeout_seconds",
+            format!(
+                "{idle} is below {MIN_IDLE_TIMEOUT_SECONDS}: the cookie is refreshed every quarter of it, so every response would set a cookie"
+            ),
+        ));
+    }
     if let Some(idle) = raw.idle_timeout_seconds
         && (idle == 0 || idle > raw.ttl_seconds)
     {
@@ -453,8 +501,30 @@ fn compile_verify_secrets(
 }
 
 const MAX_EJECTION_SECONDS_DEFAULT: u64 = 300;
+const MIN_IDLE_TIMEOUT_SECONDS: u64 = 4;
+
+fn compile_eject_on(raw: Option<&[String]>) -> Result<EjectOn, ConfigError> {
+    let Some(names) = raw else { return Ok(EjectOn::default()) };
+    const FIELD: &str = "health.passive.eject_on";
+    if names.is_empty() {
+        return Err(err(
+            FIELD,
+            format!("is empty; list at least one of {:?} (default {:?})", EjectOn::KINDS, EjectOn::DEFAULT),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(err(format!("{FIELD}[{i}]"), format!("{name:?} is listed twice")));
+        }
+    }
+    EjectOn::parse(names).map_err(|bad| {
+        let i = names.iter().position(|n| *n == bad).unwrap_or(0);
+        err(format!("{FIELD}[{i}]"), format!("{bad:?} is not one of {:?}", EjectOn::KINDS))
+    })
+}
 
 fn compile_health(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
+    let eject_on = compile_eject_on(raw.passive.as_ref().and_then(|p| p.eject_on.as_deref()))?;
     let passive = raw
         .passive
         .map(|p| {
@@ -515,7 +585,13 @@ fn compile_health(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
                 n @ 1..=100 => Ok(n),
                 n => Err(err(format!("health.active.{field}"), format!("{n} is out of range 1..=100"))),
             };
+            // Empty: derived from `target` once it is compiled.
+            let header = match &a.header {
+                Some(h) => check_header_name("health.active.header", h)?,
+                None => String::new(),
+            };
             Ok(ActiveHealth {
+                header,
                 cluster: a.cluster,
                 path,
                 authority: a.authority,
@@ -528,5 +604,5 @@ fn compile_health(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
             })
         })
         .transpose()?;
-    Ok(HealthConfig { passive, active })
+    Ok(HealthConfig { passive, active, eject_on })
 }

@@ -13,7 +13,7 @@ mod raw;
 pub use raw::HostSpec;
 
 use crate::bounded::BoundedLoad;
-use crate::health::{Passive, ProbeThresholds};
+use crate::health::{EjectOn, Passive, ProbeThresholds};
 use crate::ring::Ring;
 use crate::sticky::{CookieKey, HostTag};
 
@@ -158,12 +158,25 @@ pub struct ActiveHealth {
     pub interval_ms: u64,
     pub timeout_ms: u64,
     pub thresholds: ProbeThresholds,
+    /// The header naming the probed host, always as plain `ip:port`: `health.active.header`,
+    /// else `target.header` when its encoding is plain, else `x-envoy-original-dst-host` (a
+    /// stateful-session target is base64, which no ORIGINAL_DST probe cluster reads).
+    pub header: String,
+}
+
+impl ActiveHealth {
+    /// The header a probe of `host` carries: (name, plain `ip:port`).
+    pub fn probe_header(&self, host: &Host) -> (&str, String) {
+        (self.header.as_str(), host.address.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct HealthConfig {
     pub passive: Option<Passive>,
     pub active: Option<ActiveHealth>,
+    /// What counts as a host failure for `passive` (`health.passive.eject_on`).
+    pub eject_on: EjectOn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

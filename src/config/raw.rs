@@ -50,6 +50,8 @@ pub(super) struct RawPassive {
     pub(super) ejection_seconds: u64,
     #[serde(default, deserialize_with = "int::opt")]
     pub(super) max_ejection_seconds: Option<u64>,
+    #[serde(default)]
+    pub(super) eject_on: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +70,8 @@ pub(super) struct RawActive {
     pub(super) unhealthy_threshold: Option<u32>,
     #[serde(default, deserialize_with = "int::opt")]
     pub(super) healthy_threshold: Option<u32>,
+    #[serde(default)]
+    pub(super) header: Option<String>,
 }
 
 /// One host as configured (`hosts[i]`) or as discovered.

@@ -9,7 +9,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::log_limit::LogLimit;
-use super::{now_ms, property_string, property_u64, random_id};
+use super::{mono_ms, now_ms, property_string, property_u64, random_id};
 use crate::config::Config;
 use crate::health::flags;
 use crate::metrics::{HostMetrics, Metrics};
@@ -153,7 +153,7 @@ impl HttpContext for Http {
         let now = now_ms();
         let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
         let mut health = self.health.borrow_mut();
-        if checks_health && health.refresh(&cfg, self.config_epoch, now) {
+        if checks_health && health.refresh(&cfg, self.config_epoch, mono_ms()) {
             self.metrics.healthy_hosts(&cfg, health.down());
         }
         // No flags (nothing known to be down) means every host is up.
@@ -222,39 +222,48 @@ impl HttpContext for Http {
     fn on_log(&mut self) {
         let (Some(cfg), Some(decision)) = (self.config.clone(), self.decision.take()) else { return };
         let Some(passive) = cfg.health.passive else { return };
+        let policy = cfg.health.eject_on;
         let response_flags = property_u64(&["response", "flags"]).unwrap_or(0);
+        // The status is only read when 5xx answers count (`eject_on` lists "5xx").
+        let status = if policy.status_5xx {
+            property_u64(&["response", "code"]).and_then(|c| u32::try_from(c).ok())
+        } else {
+            None
+        };
+        let host_failed = policy.is_failure(response_flags, status);
+        // A failure the policy does not count (a timeout by default) is no proof of life either.
+        let uncounted_failure = !host_failed && response_flags & flags::ANY_LOCAL_REPLY != 0;
+        let fallback_counts = policy.fallback && cfg.target.fallbacks > 0;
         // Each property read costs Envoy an expression evaluation: the upstream address is only
         // needed to attribute a failure, to spot a fallback that served, or to clear a record.
-        let needs_host = response_flags & flags::HOST_FAILURE != 0
-            || cfg.target.fallbacks > 0
-            || !self.health.borrow().table().is_empty();
-        if !needs_host {
+        let needs_host = host_failed || fallback_counts || !self.health.borrow().table().is_empty();
+        if !needs_host || uncounted_failure {
             return;
         }
+        let Some(keys) = self.health.borrow().keys() else { return };
         let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
-        let now = now_ms();
-        let n = cfg.hosts.len();
+        let now = mono_ms();
         let mut failed = Vec::with_capacity(2);
         match served {
-            Some(host) if response_flags & flags::HOST_FAILURE != 0 => failed.push(host),
+            Some(host) if host_failed => failed.push(host),
             Some(host) => {
                 // Served by a later entry of the fallback list: the hosts before it failed.
-                if host != decision.host && cfg.target.fallbacks > 0 {
+                if host != decision.host && fallback_counts {
                     failed.push(decision.host);
                 }
                 let id = &cfg.hosts[host].id;
                 if self.health.borrow().table().success_changes(id, now, &passive) {
-                    let event = shared::update_table(|t| t.record_success(id, now, &passive));
+                    let event = shared::update_table(&keys, |t| t.record_success(id, now, &passive));
                     self.metrics.health_event(event);
                     shared::log_event(&cfg, host, event, now);
                 }
             }
-            None if response_flags & flags::HOST_FAILURE != 0 => failed.push(decision.host),
+            None if host_failed => failed.push(decision.host),
             None => {}
         }
         for host in failed {
             let Some(id) = cfg.hosts.get(host).map(|h| h.id.as_str()) else { continue };
-            let event = shared::update_table(|t| t.record_failure(id, now, &passive, n));
+            let event = shared::update_table(&keys, |t| t.record_failure_in(id, now, &passive, &cfg));
             self.metrics.health_event(event);
             shared::log_event(&cfg, host, event, now);
         }

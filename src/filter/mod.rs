@@ -11,6 +11,7 @@ use std::time::UNIX_EPOCH;
 use log::warn;
 use proxy_wasm::hostcalls;
 
+use crate::clock::Now;
 use crate::config::Config;
 use crate::murmur3::murmur3_x64_128;
 
@@ -18,11 +19,52 @@ pub use root::Root;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Wall-clock time (Unix ms): only for timestamps that leave the process (cookies, JWT `exp`).
 pub(crate) fn now_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Both clocks (see [`crate::clock`]).
+pub(crate) fn now() -> Now {
+    Now { wall_ms: now_ms(), mono_ms: mono_ms() }
+}
+
+/// Envoy's monotonic clock in ms, shared by every worker VM of the process: schedules, the
+/// lease and ejections use it, so a wall-clock step stalls none of them.
+pub(crate) fn mono_ms() -> u64 {
+    match monotonic_ns() {
+        Some(ns) => ns / 1_000_000,
+        None => {
+            // Not expected from Envoy (it answers WASI's monotonic clock from its steady clock);
+            // wall time keeps the filter working, with the step sensitivity it then has.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| warn!("session-router: no monotonic clock; using wall time"));
+            now_ms()
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn monotonic_ns() -> Option<u64> {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        #[link_name = "clock_time_get"]
+        fn wasi_clock_time_get(id: u32, precision: u64, time: *mut u64) -> u16;
+    }
+    const CLOCK_MONOTONIC: u32 = 1;
+    let mut ns: u64 = 0;
+    // SAFETY: WASI's clock_time_get writes one u64 to the pointer it is given, which points to
+    // a live local; the import's signature is WASI preview 1's.
+    let errno = unsafe { wasi_clock_time_get(CLOCK_MONOTONIC, 1_000_000, &mut ns) };
+    (errno == 0 && ns > 0).then_some(ns)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn monotonic_ns() -> Option<u64> {
+    None
 }
 
 /// 128 random bits from the host (WASI `random_get`). Should that ever fail, a hash of the
@@ -41,12 +83,16 @@ pub(crate) fn random_id() -> [u8; 16] {
     id
 }
 
-/// The tick period: the shortest of the probe interval and half the poll interval.
+/// The tick period: the shortest of the probe interval and half the poll interval; with only
+/// passive health, once a second (the lease holder prunes the health table of departed hosts).
 pub(crate) fn tick_ms(cfg: &Config) -> Option<u64> {
     let probe = cfg.health.active.as_ref().map(|a| a.interval_ms);
     let poll = cfg.discovery.as_ref().map(|d| d.interval_ms / 2);
-    probe.into_iter().chain(poll).min().map(|ms| ms.max(50))
+    let prune = cfg.health.passive.as_ref().map(|_| PRUNE_INTERVAL_MS);
+    probe.into_iter().chain(poll).chain(prune).min().map(|ms| ms.max(50))
 }
+
+const PRUNE_INTERVAL_MS: u64 = 1000;
 
 pub(crate) fn property_u64(path: &[&str]) -> Option<u64> {
     let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;

@@ -1,7 +1,7 @@
 //! The root context: configuration, membership, active probes and discovery polls.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -12,10 +12,13 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use super::http::{Http, InFlight};
 use super::log_limit::LogLimit;
-use super::{VERSION, now_ms, random_id, tick_ms};
+use super::{VERSION, mono_ms, now, property_string, random_id, tick_ms};
+use crate::clock::{Every, Now};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
 use crate::discovery::{self, MAX_BODY_BYTES};
+use crate::health::ProbesInFlight;
 use crate::metrics::{HostMetrics, Metrics};
+use crate::scope::Keys;
 use crate::shared::{self, HealthView};
 
 pub struct Root {
@@ -27,6 +30,10 @@ pub struct Root {
     config_epoch: u64,
     /// Membership generation applied to `config` (0: the static hosts).
     generation: u64,
+    /// The hosts of that generation, to skip rebuilding when a poll brings the same answer.
+    applied_hosts: Option<Vec<HostSpec>>,
+    /// This configuration's shared-data keys (scoped to the plugin and membership source).
+    keys: Option<Rc<Keys>>,
     metrics: Metrics,
     host_metrics: Rc<HostMetrics>,
     health: Rc<RefCell<HealthView>>,
@@ -35,12 +42,13 @@ pub struct Root {
     in_flight: Rc<InFlight>,
     /// Identifies this VM in the lease.
     lease_owner: u64,
-    /// In-flight probes: call token → host index.
-    probes: HashMap<u32, usize>,
+    /// In-flight probes: call token → host id.
+    probes: ProbesInFlight,
     /// In-flight discovery polls.
     polls: HashSet<u32>,
-    next_probe_ms: u64,
-    next_poll_ms: u64,
+    /// Probe and poll schedules, on the monotonic clock.
+    probe_every: Every,
+    poll_every: Every,
 }
 
 impl Default for Root {
@@ -51,16 +59,18 @@ impl Default for Root {
             config: None,
             config_epoch: 0,
             generation: 0,
+            applied_hosts: None,
+            keys: None,
             metrics: Metrics::default(),
             host_metrics: Rc::default(),
             health: Rc::default(),
             log_limit: Rc::default(),
             in_flight: Rc::default(),
             lease_owner: u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
-            probes: HashMap::new(),
+            probes: ProbesInFlight::default(),
             polls: HashSet::new(),
-            next_probe_ms: 0,
-            next_poll_ms: 0,
+            probe_every: Every::default(),
+            poll_every: Every::default(),
         }
     }
 }
@@ -71,7 +81,7 @@ impl Context for Root {
             self.on_poll_response(body_size);
             return;
         }
-        let Some(host) = self.probes.remove(&token) else { return };
+        let Some(id) = self.probes.answered(token) else { return };
         let (Some(cfg), Some(active)) =
             (self.config.clone(), self.config.as_ref().and_then(|c| c.health.active.clone()))
         else {
@@ -81,12 +91,14 @@ impl Context for Root {
         let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
         if !ok {
             self.metrics.probe_failed();
-            debug!("session-router: probe of host {host} failed: status {status:?}");
+            debug!("session-router: probe of host {id} failed: status {status:?}");
         }
-        let Some(id) = cfg.hosts.get(host).map(|h| h.id.clone()) else { return };
-        let event = shared::update_table(|t| t.record_probe(&id, ok, &active.thresholds));
+        // Attributed by id: the membership may have changed since the probe went out.
+        let Some(host) = cfg.host_by_id(&id) else { return };
+        let Some(keys) = self.keys.clone() else { return };
+        let event = shared::update_table(&keys, |t| t.record_probe_in(&id, ok, &active.thresholds, &cfg));
         self.metrics.health_event(event);
-        shared::log_event(&cfg, host, event, now_ms());
+        shared::log_event(&cfg, host, event, mono_ms());
     }
 }
 
@@ -102,15 +114,21 @@ impl Root {
     /// Switches to the membership the polling worker published, if it is newer than ours.
     fn apply_membership(&mut self) {
         let Some(base) = self.base.clone().filter(|b| b.discovery.is_some()) else { return };
-        let Some((membership, _)) = shared::read_membership() else { return };
+        let Some(keys) = self.keys.clone() else { return };
+        // One small read per tick; the host list is only read when its generation moved.
+        if shared::read_generation(&keys) == self.generation {
+            return;
+        }
+        let Some(membership) = shared::read_membership(&keys) else { return };
         if membership.generation == self.generation {
             return;
         }
-        match base.with_hosts(membership.hosts) {
+        match base.with_hosts(membership.hosts.clone()) {
             Ok(config) => {
                 self.metrics.membership(membership.generation, config.hosts.len());
                 self.set_config(Rc::new(config));
                 self.generation = membership.generation;
+                self.applied_hosts = Some(membership.hosts);
             }
             Err(e) => {
                 warn!("session-router: membership generation {} not applied: {e}", membership.generation);
@@ -119,12 +137,11 @@ impl Root {
         }
     }
 
-    fn poll_membership(&mut self, base: &Config, now: u64) {
+    fn poll_membership(&mut self, base: &Config, now: Now) {
         let Some(discovery) = &base.discovery else { return };
-        if now < self.next_poll_ms {
+        if !self.poll_every.due(now, discovery.interval_ms) {
             return;
         }
-        self.next_poll_ms = now + discovery.interval_ms;
         let (path, authority) = match &discovery.source {
             DiscoverySource::EnvoyAdmin { .. } => ("/clusters?format=json", "envoy-admin"),
             DiscoverySource::Registry { path, authority, .. } => {
@@ -183,6 +200,13 @@ impl Root {
             super::admission::report(&answer.skipped);
             answer.hosts
         });
+        // The same answer as the membership in use: nothing to validate, rebuild or publish.
+        if let Ok(hosts) = &parsed
+            && self.applied_hosts.as_ref() == Some(hosts)
+        {
+            return;
+        }
+        let Some(keys) = self.keys.clone() else { return };
         let hosts = match parsed.and_then(|hosts| match base.with_hosts(hosts.clone()) {
             Ok(_) => Ok(hosts),
             Err(e) => Err(discovery::DiscoveryError(e.to_string())),
@@ -190,7 +214,7 @@ impl Root {
             Ok(hosts) => hosts,
             Err(e) => return self.poll_failed(&e.0),
         };
-        if let Some((next, previous)) = shared::publish_membership(hosts) {
+        if let Some((next, previous)) = shared::publish_membership(&keys, hosts) {
             let (added, removed) = previous.diff(&next.hosts);
             info!(
                 "session-router: membership generation {}: {} hosts, added [{}], removed [{}]",
@@ -203,26 +227,26 @@ impl Root {
         }
     }
 
-    fn send_probes(&mut self, cfg: &Config, now: u64) {
+    fn send_probes(&mut self, cfg: &Config, now: Now) {
         let Some(active) = &cfg.health.active else { return };
-        if now < self.next_probe_ms {
+        if !self.probe_every.due(now, active.interval_ms) {
             return;
         }
-        self.next_probe_ms = now + active.interval_ms;
         let timeout = Duration::from_millis(active.timeout_ms);
-        for (i, host) in cfg.hosts.iter().enumerate() {
-            let address = host.address.to_string();
+        for host in &cfg.hosts {
+            // Plain ip:port, whatever the target encoding: what the probe cluster reads.
+            let (header, address) = active.probe_header(host);
             let authority = active.authority.as_deref().unwrap_or(&address);
             let headers = vec![
                 (":method", "GET"),
                 (":path", active.path.as_str()),
                 (":authority", authority),
-                (cfg.target.header.as_str(), host.header_value.as_str()),
+                (header, address.as_str()),
                 ("user-agent", "session-router-probe"),
             ];
             match hostcalls::dispatch_http_call(&active.cluster, headers, None, vec![], timeout) {
                 Ok(token) => {
-                    self.probes.insert(token, i);
+                    self.probes.sent(token, &host.id);
                     self.metrics.probe_sent();
                 }
                 Err(e) => {
@@ -271,6 +295,7 @@ impl RootContext for Root {
                 (Some(_), Some(_)) => "passive+active",
             }
         );
+        debug!("session-router: clocks: monotonic {} ms, wall {} ms", mono_ms(), super::now_ms());
         self.metrics = Metrics::define();
         // Ticks drive probes and polls (by whichever worker holds the lease) and, in every worker,
         // picking up a newly published membership within half a poll interval.
@@ -278,10 +303,21 @@ impl RootContext for Root {
         if let Err(e) = hostcalls::set_tick_period(tick) {
             warn!("session-router: cannot set the tick period: {e:?}");
         }
+        let plugin_name = property_string(&["plugin_name"]).unwrap_or_default();
+        let root_id = property_string(&["plugin_root_id"]).unwrap_or_default();
+        let keys = Rc::new(Keys::new(&plugin_name, &root_id, &config, &bytes));
+        debug!(
+            "session-router: plugin {plugin_name:?} root_id {root_id:?}: shared-data scope {}",
+            keys.scope
+        );
+        shared::init(&keys);
+        self.health.borrow_mut().set_keys(keys.clone());
+        self.keys = Some(keys);
         let config = Rc::new(config);
         self.base = Some(config.clone());
         self.set_config(config);
         self.generation = 0;
+        self.applied_hosts = None;
         // A reload keeps following the discovered membership, not the seed list.
         self.apply_membership();
         if let Some(cfg) = &self.config {
@@ -293,13 +329,19 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         self.apply_membership();
         let (Some(base), Some(cfg)) = (self.base.clone(), self.config.clone()) else { return };
-        let now = now_ms();
+        let Some(keys) = self.keys.clone() else { return };
+        let now = now();
         let lease_ms = tick_ms(&base).unwrap_or(1000).saturating_mul(6);
-        if !shared::hold_lease(self.lease_owner, now, lease_ms) {
+        if !shared::hold_lease(&keys, self.lease_owner, now, lease_ms) {
             return;
         }
         self.poll_membership(&base, now);
         self.send_probes(&cfg, now);
+        if (cfg.health.passive.is_some() || cfg.health.active.is_some())
+            && let Some(entries) = shared::prune_table(&keys, &cfg)
+        {
+            self.metrics.table_entries(entries);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -310,12 +310,13 @@ def _route_timeout(timeout):
 
 @pytest.mark.parametrize("fault, status", [("timeout", 504), ("reset", 503)])
 def test_envoy_response_flags_for_injected_faults_count_as_host_failures(upstreams, start_envoy, fault, status):
-    """Proves the response-flag bits the filter reads on this Envoy: upstream timeout (UT) and
-    connection reset/termination (UR/UC) eject the host; connection failure (UF) is proven by
-    test_backend_killed_under_load."""
+    """Proves the response-flag bits the filter reads on this Envoy: upstream timeout (UT, when
+    `eject_on` lists "timeout") and connection reset/termination (UR/UC, by default) eject the
+    host; connection failure (UF) is proven by test_backend_killed_under_load."""
     ups = upstreams(2)
     listener, bad = _fault_listener(fault)
-    cfg = config("original_dst", ups, sticky=False)
+    passive = {**PASSIVE, "eject_on": ["connect_failure", "reset", "timeout"]} if fault == "timeout" else PASSIVE
+    cfg = config("original_dst", ups, health={"passive": passive}, sticky=False)
     cfg["hosts"].append({"address": bad, "id": IDS[2]})
     try:
         envoy = start_envoy("original_dst", cfg, edit=_route_timeout("0.3s"))
@@ -328,3 +329,62 @@ def test_envoy_response_flags_for_injected_faults_count_as_host_failures(upstrea
     finally:
         listener.close()
 
+
+
+def test_slow_requests_do_not_eject_a_host_under_the_default_policy(upstreams, start_envoy):
+    """Issue 12 item 5: three concurrent requests pinned to one host time out (504, UT); by
+    default timeouts are not host failures, so the host and its sessions stay where they are."""
+    ups = upstreams(2)
+    listener, slow = _fault_listener("timeout")
+    cfg = config("original_dst", ups, sticky=False)
+    cfg["hosts"].append({"address": slow, "id": IDS[2]})
+    try:
+        envoy = start_envoy("original_dst", cfg, edit=_route_timeout("0.3s"))
+        key = "carol"  # on backend-c (the slow host) per the golden table in tests/ring.rs
+        for _ in range(2):
+            with ThreadPoolExecutor(3) as pool:
+                codes = list(pool.map(lambda _: served_by(envoy, [("x-user-id", key)])[0], range(3)))
+            assert codes == [504] * 3
+        assert counters(envoy).get("session_router.health.ejections", 0) == 0
+        assert "ejected" not in envoy.log_text()
+        # Still routed to the slow host (not moved elsewhere): the session keeps its host.
+        assert served_by(envoy, [("x-user-id", key)])[0] == 504
+        assert {served_by(envoy, [("x-user-id", f"u{i}")])[0] for i in range(10)} <= {200, 504}
+    finally:
+        listener.close()
+
+
+def test_active_checks_work_in_stateful_session_mode(upstreams, start_envoy):
+    """Issue 12 item 7: requests carry base64(ip:port) for the stateful-session header, which an
+    ORIGINAL_DST probe cluster cannot read; probes carry plain ip:port in
+    x-envoy-original-dst-host instead, so a hung backend is detected in this mode too."""
+    ups = upstreams(2)
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    hung_addr = f"127.0.0.1:{hung.getsockname()[1]}"
+    addrs = [u.addr for u in ups] + [hung_addr]
+    active = {"cluster": "probes", "path": "/healthz", "interval_ms": 300, "timeout_ms": 200,
+              "unhealthy_threshold": 2, "healthy_threshold": 2}
+    cfg = {"hosts": [{"address": a, "id": IDS[i]} for i, a in enumerate(addrs)],
+           "sources": [{"type": "header", "name": "x-user-id"}],
+           "target": {"header": "x-session-router-host", "encoding": "base64"},
+           "health": {"active": active}}
+
+    def edit(config):
+        config["static_resources"]["clusters"].append({
+            "name": "probes", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "1s",
+            "original_dst_lb_config": {"use_http_header": True, "http_header_name": "x-envoy-original-dst-host"}})
+
+    try:
+        envoy = start_envoy("stateful_session", cfg, addrs, edit=edit)
+        assert wait_for(lambda: counters(envoy).get("session_router.health.ejections", 0) == 1, 5), envoy.log_tail()
+        assert "backend-c" in envoy.log_text() and "failed its health checks" in envoy.log_text()
+        probes = [r for u in ups for r in u.requests if r["path"] == "/healthz"]
+        assert probes, "the healthy backends were probed through the ORIGINAL_DST cluster"
+        assert all(r["headers"]["x-envoy-original-dst-host"] == f"127.0.0.1:{r['port']}" for r in probes)
+        hosts = {served_by(envoy, [("x-user-id", f"u{i}")])[1] for i in range(30)}
+        assert hosts == {u.name for u in ups}
+        assert counters(envoy).get("session_router.health.recoveries", 0) == 0, "healthy hosts stay up"
+    finally:
+        hung.close()

@@ -236,6 +236,12 @@ CASES = [
     Case("bounded-load-unknown-field", base(bounded_load={"factor": 1.5, "facter": 2}), False, "bounded_load.facter"),
     Case("passive-zero-failures", base(health={"passive": {"consecutive_failures": 0, "ejection_seconds": 10}}), False, "health.passive.consecutive_failures"),
     Case("passive-ejection-over-a-day", base(health={"passive": {"consecutive_failures": 3, "ejection_seconds": 86401}}), False, "health.passive.ejection_seconds"),
+    Case("active-probe-header", base(health={"active": {"cluster": "probes", "header": "x-envoy-original-dst-host"}}), True),
+    Case("active-probe-header-bad", base(health={"active": {"cluster": "probes", "header": "bad header"}}), False, "health.active.header"),
+    Case("passive-eject-on-all", base(health={"passive": {"consecutive_failures": 3, "ejection_seconds": 10, "eject_on": ["connect_failure", "reset", "overflow", "timeout", "5xx", "fallback"]}}), True),
+    Case("passive-eject-on-empty", base(health={"passive": {"consecutive_failures": 3, "ejection_seconds": 10, "eject_on": []}}), False, "health.passive.eject_on"),
+    Case("passive-eject-on-unknown", base(health={"passive": {"consecutive_failures": 3, "ejection_seconds": 10, "eject_on": ["reset", "slow"]}}), False, "health.passive.eject_on[1]"),
+    Case("passive-eject-on-twice", base(health={"passive": {"consecutive_failures": 3, "ejection_seconds": 10, "eject_on": ["reset", "reset"]}}), False, "health.passive.eject_on[1]"),
     Case("active-without-cluster", base(health={"active": {"path": "/healthz"}}), False, "health.active"),
     Case("active-interval-99", base(health={"active": {"cluster": "c", "interval_ms": 99}}), False, "health.active.interval_ms"),
     Case("active-timeout-zero", base(health={"active": {"cluster": "c", "timeout_ms": 0}}), False, "health.active.timeout_ms"),
@@ -246,6 +252,10 @@ CASES = [
     Case("health-unknown-field", base(health={"pasive": {}}), False, "health.pasive"),
     Case("host-prefix-any-case-with-domain", base(sticky_cookie=sticky(name="__host-srv", domain="example.com")), False, "sticky_cookie.name"),
     Case("secure-prefix-any-case-insecure", base(sticky_cookie=sticky(name="__SECURE-srv", secure=False)), False, "sticky_cookie.name"),
+    Case("idle-three", base(sticky_cookie=sticky(idle_timeout_seconds=3)), False, "sticky_cookie.idle_timeout_seconds"),
+    Case("idle-four", base(sticky_cookie=sticky(idle_timeout_seconds=4)), True),
+    Case("discovery-seed-drain", base(hosts=[{"address": "10.0.0.1:8080", "drain": True}, {"address": "10.0.0.2:8080"}], discovery={"type": "envoy_admin", "cluster": "envoy_admin", "target_cluster": "b"}), False, "hosts[0].drain", diverge=SCHEMA_CANNOT),
+    Case("discovery-seed-weight", base(hosts=[{"address": "10.0.0.1:8080", "weight": 2}], discovery={"type": "envoy_admin", "cluster": "envoy_admin", "target_cluster": "b"}), False, "hosts[0].weight", diverge=SCHEMA_CANNOT),
     Case("discovery-unknown-type", base(discovery={"type": "dns", "cluster": "c"}), False, "discovery.type"),
     Case("discovery-without-target-cluster", base(discovery={"type": "envoy_admin", "cluster": "envoy_admin"}), False, "discovery"),
     Case("discovery-empty-target-cluster", base(discovery={"type": "envoy_admin", "cluster": "envoy_admin", "target_cluster": ""}), False, "discovery.target_cluster"),
@@ -403,7 +413,7 @@ def test_schema_comment_lists_the_inexpressible_rules():
     comment = load_schema()["$comment"]
     for words in ["same address", "same id", "4,000,000", "idle_timeout_seconds <= ttl_seconds",
                   "max_ejection_seconds >= ejection_seconds", "timeout_ms <= interval_ms",
-                  "secret_env", "UTF-8 bytes", "duplicate keys", "null", "zone"]:
+                  "secret_env", "UTF-8 bytes", "duplicate keys", "null", "zone", "hosts[].drain"]:
         assert words in comment, f"$comment does not mention {words!r}"
 
 
