@@ -15,7 +15,7 @@ const DISCOVERY: &str =
 
 fn with_hosts(hosts: &str, extra: &str) -> String {
     format!(
-        r#"{{"hosts":{hosts},"sources":[{{"type":"header","name":"x"}}],"target":{{"header":"x-envoy-original-dst-host"}}{extra}}}"#
+        r#"{{"hosts":{hosts},"sources":[{{"type":"header","name":"x"}}],"target":{{"header":"x-gateway-destination-endpoint"}}{extra}}}"#
     )
 }
 
