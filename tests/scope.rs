@@ -10,7 +10,7 @@ fn cfg(hosts: &[(&str, &str)], discovery: &str) -> (Config, Vec<u8>) {
     let hosts: Vec<String> =
         hosts.iter().map(|(a, id)| format!(r#"{{"address":"{a}","id":"{id}"}}"#)).collect();
     let json = format!(
-        r#"{{"hosts":[{}],"sources":[{{"type":"header","name":"x"}}],"target":{{"header":"x-envoy-original-dst-host"}}{discovery}}}"#,
+        r#"{{"hosts":[{}],"sources":[{{"type":"header","name":"x"}}],"target":{{"header":"x-gateway-destination-endpoint"}}{discovery}}}"#,
         hosts.join(",")
     );
     (Config::parse(json.as_bytes(), |_| None).unwrap(), json.into_bytes())
