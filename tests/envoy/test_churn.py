@@ -59,8 +59,9 @@ def filter_config(seed, target_cluster, probe_cluster, secret):
             "active": {"cluster": probe_cluster, "path": "/healthz", "interval_ms": INTERVAL_MS,
                        "timeout_ms": 150, "unhealthy_threshold": 2, "healthy_threshold": 2},
         },
+        # The backends are on loopback, which discovery refuses unless listed (README "Security notes").
         "discovery": {"type": "envoy_admin", "cluster": "envoy_admin", "target_cluster": target_cluster,
-                      "interval_ms": INTERVAL_MS},
+                      "interval_ms": INTERVAL_MS, "allowed_cidrs": ["127.0.0.1/32"]},
     }
 
 
