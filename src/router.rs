@@ -102,7 +102,7 @@ pub fn decide(
         // The pinned host is down or no longer a member: move to the ring successor of the
         // session's point and re-pin there, so the session does not bounce back when the old
         // host returns, and every replica picks the same successor.
-        match cfg.ring.first_eligible(claims.point, takes_new) {
+        match cfg.placement.first_eligible(claims.point, takes_new) {
             Some(next) => {
                 let set_cookie = issue(cfg, claims, next, now);
                 return Decision {
@@ -115,7 +115,7 @@ pub fn decide(
             }
             // Nowhere to go: stay (Envoy answers 503) and issue nothing.
             None => {
-                let host = pinned.unwrap_or_else(|| cfg.ring.owner(claims.point));
+                let host = pinned.unwrap_or_else(|| cfg.placement.owner(claims.point));
                 return Decision {
                     host,
                     kind: Kind::Pinned,
@@ -140,10 +140,10 @@ pub fn decide(
             (hash64(&id), id, Kind::New)
         }
     };
-    let Some(host) = cfg.ring.first_eligible(point, takes_new) else {
+    let Some(host) = cfg.placement.first_eligible(point, takes_new) else {
         // No host can take the session (all down or draining): route by the ring so Envoy
         // answers, but pin nothing.
-        return Decision { host: cfg.ring.owner(point), kind, point, set_cookie: None, rejected };
+        return Decision { host: cfg.placement.owner(point), kind, point, set_cookie: None, rejected };
     };
     let set_cookie = cfg.sticky.as_ref().and_then(|s| {
         let claims = Claims {
@@ -167,7 +167,7 @@ pub fn target_value<'a>(cfg: &'a Config, d: &Decision, health: &(impl Health + ?
         return Cow::Borrowed(first);
     }
     let mut value = first.to_owned();
-    let fallbacks = cfg.ring.walk(d.point).filter(|&h| h != d.host && takes_new(cfg, health, h));
+    let fallbacks = cfg.placement.walk(d.point).filter(|&h| h != d.host && takes_new(cfg, health, h));
     for h in fallbacks.take(cfg.target.fallbacks as usize).filter_map(|h| cfg.hosts.get(h)) {
         value.push(',');
         value.push_str(&h.header_value);

@@ -39,7 +39,7 @@ fn the_documented_contract_parses_with_its_defaults() {
     ))
     .unwrap();
     assert_eq!(cfg.hosts.len(), 2);
-    assert_eq!(cfg.ring.point_count(), 3 * cfg.vnodes_per_weight as usize);
+    assert_eq!(cfg.placement.point_count(), 3 * cfg.vnodes_per_weight as usize);
     assert_eq!(
         cfg.sources,
         [

@@ -53,7 +53,7 @@ fn a_pinned_session_fails_over_to_its_successor_and_does_not_flap_back() {
     let dead = down(5, &[first.host]);
     let moved = decide(&cfg, &req(&[("cookie", &cookie)]), dead.as_slice(), NOW + 1, &mut ids);
     assert_eq!(moved.kind, Kind::Failover);
-    assert_eq!(Some(moved.host), cfg.ring.walk(first.point).nth(1), "the ring successor");
+    assert_eq!(Some(moved.host), cfg.placement.walk(first.point).nth(1), "the ring successor");
     let new_cookie = cookie_of(&moved);
     assert_ne!(new_cookie, cookie);
     // The old host is back: the re-pinned session stays where it moved.
@@ -75,7 +75,7 @@ fn when_a_host_dies_only_its_sessions_move() {
         let before = decide(&cfg, &req(&[("x-user", &key)]), &AllUp, NOW, &mut counter_ids());
         let after = decide(&cfg, &req(&[("x-user", &key)]), dead.as_slice(), NOW, &mut counter_ids());
         if before.host == dead_host {
-            assert_eq!(Some(after.host), cfg.ring.walk(before.point).nth(1));
+            assert_eq!(Some(after.host), cfg.placement.walk(before.point).nth(1));
             moved += 1;
         } else {
             assert_eq!(after.host, before.host, "{key} moved though its host lives");
@@ -121,7 +121,7 @@ fn all_hosts_down_routes_by_the_ring_and_issues_no_cookie() {
     for k in 0..50 {
         let d = decide(&cfg, &req(&[("x-user", &format!("u{k}"))]), all_down.as_slice(), NOW, &mut ids);
         assert_eq!(d.set_cookie, None);
-        assert_eq!(d.host, cfg.ring.owner(d.point));
+        assert_eq!(d.host, cfg.placement.owner(d.point));
         let n = decide(&cfg, &req(&[]), all_down.as_slice(), NOW, &mut ids);
         assert_eq!(n.set_cookie, None, "no storm of new cookies");
     }
@@ -138,13 +138,13 @@ fn fallback_lists_are_distinct_successors_skipping_down_hosts() {
         let d = decide(&cfg, &req(&[("x-user", &format!("u{k}"))]), &AllUp, NOW, &mut ids);
         let value = target_value(&cfg, &d, &AllUp);
         let expected: Vec<String> =
-            cfg.ring.walk(d.point).take(3).map(|h| cfg.hosts[h].address.to_string()).collect();
+            cfg.placement.walk(d.point).take(3).map(|h| cfg.hosts[h].address.to_string()).collect();
         assert_eq!(value, expected.join(","));
-        let dead = down(5, &[cfg.ring.walk(d.point).nth(1).unwrap()]);
+        let dead = down(5, &[cfg.placement.walk(d.point).nth(1).unwrap()]);
         let d2 = decide(&cfg, &req(&[("x-user", &format!("u{k}"))]), dead.as_slice(), NOW, &mut ids);
         let value = target_value(&cfg, &d2, dead.as_slice());
         let expected: Vec<String> = cfg
-            .ring
+            .placement
             .walk(d.point)
             .filter(|&h| !dead[h])
             .take(3)

@@ -13,12 +13,16 @@ mod raw;
 pub use raw::HostSpec;
 
 use crate::health::{Passive, ProbeThresholds};
+use crate::placement::{Algorithm, Placement};
+use crate::rendezvous::Rendezvous;
 use crate::ring::Ring;
 use crate::sticky::{CookieKey, HostTag};
 
 /// Ring points per unit of weight: 256 spreads 10 hosts within ~9% of the mean and keeps a
 /// 1000-host ring at 2 MiB (`cargo run --release --example spread` prints the trade-off).
 pub const DEFAULT_VNODES_PER_WEIGHT: u32 = 256;
+/// Placement when the config names none (and sets no `vnodes_per_weight`): README "Placement".
+pub const DEFAULT_ALGORITHM: Algorithm = Algorithm::Ring;
 /// Upper bounds that keep the ring's build time and memory bounded whatever the config says.
 pub const MAX_VNODES_PER_WEIGHT: u32 = 4096;
 pub const MAX_WEIGHT: u32 = 1000;
@@ -164,9 +168,11 @@ pub struct Discovery {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Sorted by id, so a host's index (its ring index) does not depend on config order.
+    /// Sorted by id, so a host's index (its placement index) does not depend on config order.
     pub hosts: Vec<Host>,
-    pub ring: Ring,
+    /// Where sessions go: the ring or the rendezvous table (`placement.algorithm`).
+    pub placement: Placement,
+    pub algorithm: Algorithm,
     pub sources: Vec<Source>,
     pub sticky: Option<Sticky>,
     pub target: Target,
@@ -235,7 +241,7 @@ impl Config {
         hosts.sort_by(|a, b| a.id.cmp(&b.id));
         let vnodes = self.vnodes_per_weight;
         let total: u64 = hosts.iter().map(|h| u64::from(h.weight) * u64::from(vnodes)).sum();
-        if total > MAX_RING_POINTS {
+        if self.algorithm == Algorithm::Ring && total > MAX_RING_POINTS {
             return Err(err(
                 "hosts",
                 format!(
@@ -246,9 +252,23 @@ impl Config {
         if hosts.iter().all(|h| h.drain) {
             return Err(err("hosts", "every host is draining, so no new session could start"));
         }
-        // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
-        self.ring = Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
-            .map_err(|e| err("hosts", e.to_string()))?;
+        self.placement = match self.algorithm {
+            // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
+            Algorithm::Ring => Placement::Ring(
+                Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
+                    .map_err(|e| err("hosts", e.to_string()))?,
+            ),
+            // From the previous table when there is one: a membership change then costs what it
+            // moves, and gives exactly the table a full build would.
+            Algorithm::Rendezvous => {
+                let spec = hosts.iter().map(|h| (h.id.as_bytes(), h.weight));
+                let table = match &self.placement {
+                    Placement::Rendezvous(old) => old.rebuild(spec).map(|(t, _)| t),
+                    Placement::Ring(_) => Rendezvous::build(spec),
+                };
+                Placement::Rendezvous(table.map_err(|e| err("hosts", e.to_string()))?)
+            }
+        };
         self.tags = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
         self.tags.sort_unstable();
         self.addresses = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();

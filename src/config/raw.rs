@@ -20,6 +20,21 @@ pub(super) struct RawConfig {
     pub(super) health: Option<RawHealth>,
     #[serde(default)]
     pub(super) discovery: Option<RawDiscovery>,
+    #[serde(default)]
+    pub(super) placement: Option<RawPlacement>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlacement {
+    pub(super) algorithm: RawAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawAlgorithm {
+    Ring,
+    Rendezvous,
 }
 
 #[derive(Deserialize)]

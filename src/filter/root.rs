@@ -246,7 +246,7 @@ impl RootContext for Root {
         info!(
             "session-router v{VERSION}: {} hosts, {} ring points, sources [{}], target {} ({:?}, {} fallbacks), sticky cookie {}, health {}",
             config.hosts.len(),
-            config.ring.point_count(),
+            config.placement.point_count(),
             sources.join(", "),
             config.target.header,
             config.target.encoding,

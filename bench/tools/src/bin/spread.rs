@@ -60,7 +60,7 @@ fn config(hosts: &[(String, u32)], vnodes: u32) -> Config {
 
 /// Owner id of every hash.
 fn place<'a>(cfg: &'a Config, hashes: &[u64]) -> Vec<&'a str> {
-    hashes.iter().map(|&h| cfg.hosts[cfg.ring.owner(h)].id.as_str()).collect()
+    hashes.iter().map(|&h| cfg.hosts[cfg.placement.owner(h)].id.as_str()).collect()
 }
 
 fn build_ms(hosts: &[(String, u32)], vnodes: u32) -> f64 {
@@ -123,8 +123,8 @@ fn run(scenarios_file: &str, n: u64, vnodes_list: &str) {
                 s.hosts.len(),
                 weights.join(","),
                 counts.join(","),
-                base.ring.point_count(),
-                base.ring.memory_bytes(),
+                base.placement.point_count(),
+                base.placement.memory_bytes(),
                 build_ms(&s.hosts, v),
             );
         }

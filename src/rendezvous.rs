@@ -1,0 +1,434 @@
+//! Weighted rendezvous (highest-random-weight) placement, served from a table of its winners.
+//!
+//! The 64-bit circle is cut into [`SLOTS`] = 2^20 equal slots (a key's slot is the top 20 bits
+//! of its point). Every host ranks every slot: host `h` with weight `w` has `w` replicas, replica
+//! `j` holds a keyed pseudo-random permutation `P_hj` of the slots (a 4-round Feistel network
+//! keyed by `murmur3(id ‖ 0x00 ‖ j as u32 LE)` with seed [`KEY_SEED`]), and `h`'s score at slot
+//! `s` is `min_j P_hj(s)`, lower is better. A slot belongs to the host with the lowest score,
+//! ties going to the lower host index (hosts are sorted by id, so that order does not depend on
+//! which other hosts exist). The second-lowest is where the slot goes if its owner leaves, and
+//! so on: that ranking is the failover and fallback order.
+//!
+//! Because a slot's ranking is a fixed order over host ids, the placement depends only on the set
+//! of `(id, weight)`: adding a host moves only slots it now wins, removing one moves only its own
+//! slots, and no slot ever moves between two hosts that stay. A host's expected share is its
+//! weight over the total weight (each replica is equally likely to hold the minimum).
+//!
+//! Everything is integer arithmetic, so native builds and the `.wasm` agree bit for bit.
+//!
+//! The table holds each slot's owner as a `u16` (2 MiB). Building it naively would score every
+//! slot for every host; instead every replica enumerates its own permutation in rank order
+//! (rank 0 first), round by round, and the first replica to reach a slot owns it (a round visits
+//! replicas in host-index order, so ties resolve as defined). After about `ln(replicas)` rounds
+//! per replica-share of slots, the few slots nobody reached yet are scored directly. A membership
+//! change starts from the previous table: slots of removed hosts are scored directly, added
+//! hosts enumerate their ranks up to the highest winning rank in the table and take the slots
+//! they win. Both paths give exactly the table a full scoring would give (tests compare them).
+
+use crate::murmur3::murmur3_x64_128;
+
+/// log2 of the slot count.
+pub const SLOT_BITS: u32 = 20;
+pub const SLOTS: usize = 1 << SLOT_BITS;
+const HALF_BITS: u32 = SLOT_BITS / 2;
+const HALF_MASK: u32 = (1 << HALF_BITS) - 1;
+const ROUNDS: usize = 4;
+/// Seed of the murmur3 hash that keys a replica's permutation ("REND").
+pub const KEY_SEED: u32 = 0x5245_4e44;
+/// Marks a slot not yet assigned while building; never a host index (at most 10,000 hosts).
+const EMPTY: u16 = u16::MAX;
+/// Largest host count: indices are `u16` and [`EMPTY`] is reserved.
+pub const MAX_HOSTS: usize = u16::MAX as usize;
+/// Largest total weight (replicas): bounds build time, failover cost and key memory (32 bytes each).
+pub const MAX_REPLICAS: u64 = 65_536;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RendezvousError {
+    NoHosts,
+    TooManyHosts(usize),
+    NoWeight(usize),
+    TooMuchWeight(u64),
+}
+
+impl std::fmt::Display for RendezvousError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RendezvousError::NoHosts => write!(f, "the placement needs at least one host"),
+            RendezvousError::TooManyHosts(n) => write!(f, "{n} hosts, at most {MAX_HOSTS} fit the rendezvous table"),
+            RendezvousError::NoWeight(i) => write!(f, "host {i} has weight 0"),
+            RendezvousError::TooMuchWeight(w) => {
+                write!(f, "total weight {w} is more than {MAX_REPLICAS} for the rendezvous placement")
+            }
+        }
+    }
+}
+
+/// Round keys of one replica's permutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replica {
+    keys: [u64; ROUNDS],
+}
+
+#[inline]
+fn feistel_round(key: u64, half: u32) -> u32 {
+    let mut z = (key ^ u64::from(half)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
+    (z >> (64 - HALF_BITS)) as u32
+}
+
+impl Replica {
+    fn new(id: &[u8], replica: u32, buf: &mut Vec<u8>) -> Replica {
+        buf.clear();
+        buf.extend_from_slice(id);
+        buf.push(0);
+        buf.extend_from_slice(&replica.to_le_bytes());
+        let (h1, h2) = murmur3_x64_128(buf, KEY_SEED);
+        let mut state = h1 ^ h2.rotate_left(32);
+        let mut keys = [0u64; ROUNDS];
+        for k in &mut keys {
+            // splitmix64 steps
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            *k = z ^ (z >> 31);
+        }
+        Replica { keys }
+    }
+
+    /// The replica's rank of `slot` (lower is better).
+    #[inline]
+    fn rank(&self, slot: u32) -> u32 {
+        let (mut l, mut r) = (slot >> HALF_BITS, slot & HALF_MASK);
+        for &k in &self.keys {
+            (l, r) = (r, l ^ feistel_round(k, r));
+        }
+        (l << HALF_BITS) | r
+    }
+
+    /// The slot this replica ranks `rank`-th (the inverse of [`Replica::rank`]).
+    #[inline]
+    fn slot_at(&self, rank: u32) -> u32 {
+        let (mut l, mut r) = (rank >> HALF_BITS, rank & HALF_MASK);
+        for &k in self.keys.iter().rev() {
+            (l, r) = (r ^ feistel_round(k, l), l);
+        }
+        (l << HALF_BITS) | r
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rendezvous {
+    /// Owner (host index) of each slot.
+    table: Vec<u16>,
+    /// Every host's replicas, grouped by host in index order.
+    replicas: Vec<Replica>,
+    /// Host `i`'s replicas are `replicas[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    /// `(id hash, weight)` per host, to tell which hosts a new membership keeps.
+    identity: Vec<(u64, u64, u32)>,
+    /// At least the highest winning score in `table`: an added host can win only below it.
+    bound: u32,
+}
+
+impl std::fmt::Debug for Rendezvous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendezvous")
+            .field("hosts", &self.host_count())
+            .field("replicas", &self.replicas.len())
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a table was produced, for benchmarks and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildPath {
+    Full,
+    Incremental,
+}
+
+impl Rendezvous {
+    fn prepare<'a>(
+        hosts: impl ExactSizeIterator<Item = (&'a [u8], u32)>,
+    ) -> Result<(Vec<Replica>, Vec<u32>, Vec<(u64, u64, u32)>), RendezvousError> {
+        let count = hosts.len();
+        if count == 0 {
+            return Err(RendezvousError::NoHosts);
+        }
+        if count > MAX_HOSTS {
+            return Err(RendezvousError::TooManyHosts(count));
+        }
+        let mut replicas = Vec::new();
+        let mut starts = Vec::with_capacity(count + 1);
+        let mut identity = Vec::with_capacity(count);
+        let mut buf = Vec::with_capacity(64);
+        let mut total = 0u64;
+        for (index, (id, weight)) in hosts.enumerate() {
+            if weight == 0 {
+                return Err(RendezvousError::NoWeight(index));
+            }
+            total += u64::from(weight);
+            if total > MAX_REPLICAS {
+                return Err(RendezvousError::TooMuchWeight(total));
+            }
+            starts.push(replicas.len() as u32);
+            for j in 0..weight {
+                replicas.push(Replica::new(id, j, &mut buf));
+            }
+            let (h1, h2) = murmur3_x64_128(id, 0);
+            identity.push((h1, h2, weight));
+        }
+        starts.push(replicas.len() as u32);
+        Ok((replicas, starts, identity))
+    }
+
+    /// Builds the table from `(id, weight)` per host; a host's index is its position in `hosts`.
+    pub fn build<'a>(
+        hosts: impl ExactSizeIterator<Item = (&'a [u8], u32)>,
+    ) -> Result<Rendezvous, RendezvousError> {
+        let (replicas, starts, identity) = Self::prepare(hosts)?;
+        let mut r = Rendezvous { table: Vec::new(), replicas, starts, identity, bound: 0 };
+        r.fill_full();
+        Ok(r)
+    }
+
+    /// The table for `hosts`, computed from `self` (the previous membership) where that is
+    /// cheaper than a full build. The result is identical to [`Rendezvous::build`].
+    pub fn rebuild<'a>(
+        &self,
+        hosts: impl ExactSizeIterator<Item = (&'a [u8], u32)>,
+    ) -> Result<(Rendezvous, BuildPath), RendezvousError> {
+        let (replicas, starts, identity) = Self::prepare(hosts)?;
+        let mut next = Rendezvous { table: Vec::new(), replicas, starts, identity, bound: 0 };
+        if self.table.len() != SLOTS {
+            next.fill_full();
+            return Ok((next, BuildPath::Full));
+        }
+        // Old index → new index for hosts kept with the same id and weight (both lists sorted
+        // by id, identities compared by a 128-bit id hash and the weight).
+        let mut remap = vec![EMPTY; self.identity.len()];
+        let mut kept = vec![false; next.identity.len()];
+        {
+            let mut by_identity: Vec<(u64, u64, u32, usize)> =
+                next.identity.iter().enumerate().map(|(i, &(a, b, w))| (a, b, w, i)).collect();
+            by_identity.sort_unstable();
+            for (old, &(a, b, w)) in self.identity.iter().enumerate() {
+                let at = by_identity.partition_point(|&(x, y, v, _)| (x, y, v) < (a, b, w));
+                if let Some(&(x, y, v, new)) = by_identity.get(at)
+                    && (x, y, v) == (a, b, w)
+                    && let Some(slot) = remap.get_mut(old)
+                {
+                    *slot = new as u16;
+                    if let Some(k) = kept.get_mut(new) {
+                        *k = true;
+                    }
+                }
+            }
+        }
+        let removed = remap.iter().filter(|&&n| n == EMPTY).count();
+        let added: Vec<usize> = kept.iter().enumerate().filter(|&(_, &k)| !k).map(|(i, _)| i).collect();
+        let added_weight: u64 = added.iter().map(|&i| u64::from(next.weight(i))).sum();
+        let old_replicas = self.replicas.len() as u64;
+        let new_replicas = next.replicas.len() as u64;
+        // Work estimates in replica-rank evaluations.
+        let removed_slots = SLOTS as u64 * removed as u64 / self.identity.len().max(1) as u64;
+        let incremental = removed_slots * new_replicas
+            + added_weight * (u64::from(self.bound) + 1) * (1 + new_replicas / self.identity.len().max(1) as u64);
+        let full = SLOTS as u64 * (ln_approx(new_replicas) + 2);
+        let _ = old_replicas;
+        if incremental >= full {
+            next.fill_full();
+            return Ok((next, BuildPath::Full));
+        }
+        next.table = self.table.iter().map(|&o| remap.get(usize::from(o)).copied().unwrap_or(EMPTY)).collect();
+        next.bound = self.bound;
+        for slot in 0..SLOTS as u32 {
+            if next.table.get(slot as usize) == Some(&EMPTY) {
+                let (score, host) = next.best(slot);
+                next.bound = next.bound.max(score);
+                if let Some(o) = next.table.get_mut(slot as usize) {
+                    *o = host;
+                }
+            }
+        }
+        for &host in &added {
+            let range = next.replica_range(host);
+            for rep in range {
+                let Some(&replica) = next.replicas.get(rep) else { continue };
+                for rank in 0..=next.bound.min(SLOTS as u32 - 1) {
+                    let slot = replica.slot_at(rank);
+                    let Some(&owner) = next.table.get(slot as usize) else { continue };
+                    let owner_score = next.score(usize::from(owner), slot);
+                    if (rank, host) < (owner_score, usize::from(owner))
+                        && let Some(o) = next.table.get_mut(slot as usize)
+                    {
+                        *o = host as u16;
+                    }
+                }
+            }
+        }
+        Ok((next, BuildPath::Incremental))
+    }
+
+    fn weight(&self, host: usize) -> u32 {
+        self.identity.get(host).map_or(0, |&(_, _, w)| w)
+    }
+
+    fn replica_range(&self, host: usize) -> std::ops::Range<usize> {
+        let start = self.starts.get(host).copied().unwrap_or(0) as usize;
+        let end = self.starts.get(host + 1).copied().unwrap_or(0) as usize;
+        start..end.max(start)
+    }
+
+    /// Host `host`'s score at `slot`: its best replica rank.
+    #[inline]
+    fn score(&self, host: usize, slot: u32) -> u32 {
+        let range = self.replica_range(host);
+        self.replicas.get(range).map_or(u32::MAX, |reps| reps.iter().map(|r| r.rank(slot)).min().unwrap_or(u32::MAX))
+    }
+
+    /// The lowest `(score, host)` at `slot`, scoring every replica.
+    fn best(&self, slot: u32) -> (u32, u16) {
+        let mut best = (u32::MAX, 0u16);
+        for host in 0..self.host_count() {
+            let s = self.score(host, slot);
+            if s < best.0 {
+                best = (s, host as u16);
+            }
+        }
+        best
+    }
+
+    fn fill_full(&mut self) {
+        self.table = vec![EMPTY; SLOTS];
+        let n = self.replicas.len() as u64;
+        // ~ln(n) slot-shares per replica leave ~1/n of the slots for direct scoring, which
+        // balances the two costs; the result does not depend on this choice.
+        let rounds = (SLOTS as u64 * ln_approx(n) / n.max(1)).clamp(1, SLOTS as u64) as u32;
+        let mut hosts_of = Vec::with_capacity(self.replicas.len());
+        for host in 0..self.host_count() {
+            for _ in self.replica_range(host) {
+                hosts_of.push(host as u16);
+            }
+        }
+        let mut filled = 0usize;
+        for rank in 0..rounds {
+            for (replica, &host) in self.replicas.iter().zip(&hosts_of) {
+                let slot = replica.slot_at(rank) as usize;
+                if let Some(o) = self.table.get_mut(slot)
+                    && *o == EMPTY
+                {
+                    *o = host;
+                    filled += 1;
+                }
+            }
+            if filled == SLOTS {
+                break;
+            }
+        }
+        let mut bound = rounds.saturating_sub(1);
+        for slot in 0..SLOTS as u32 {
+            if self.table.get(slot as usize) == Some(&EMPTY) {
+                let (score, host) = self.best(slot);
+                bound = bound.max(score);
+                if let Some(o) = self.table.get_mut(slot as usize) {
+                    *o = host;
+                }
+            }
+        }
+        self.bound = bound;
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.identity.len()
+    }
+
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Heap bytes the placement holds (table, replica keys, per-host bookkeeping).
+    pub fn memory_bytes(&self) -> usize {
+        self.table.capacity() * 2
+            + self.replicas.capacity() * std::mem::size_of::<Replica>()
+            + self.starts.capacity() * 4
+            + self.identity.capacity() * std::mem::size_of::<(u64, u64, u32)>()
+    }
+
+    #[inline]
+    pub fn slot(point: u64) -> u32 {
+        (point >> (64 - SLOT_BITS)) as u32
+    }
+
+    /// The host owning `point`: one table read. Does not allocate.
+    #[inline]
+    pub fn owner(&self, point: u64) -> usize {
+        self.table.get(Self::slot(point) as usize).map_or(0, |&h| usize::from(h))
+    }
+
+    /// The owner of `point` computed by scoring every host, without the table (for tests).
+    pub fn owner_by_scoring(&self, point: u64) -> usize {
+        usize::from(self.best(Self::slot(point)).1)
+    }
+
+    /// Distinct hosts in `point`'s ranking: the owner, then where the key would go if each
+    /// host before it left. The owner comes from the table; the first step past it scores every
+    /// replica (O(total weight)) and each further step scans the hosts once.
+    pub fn walk(&self, point: u64) -> Walk<'_> {
+        Walk { placement: self, slot: Self::slot(point), owner: None, scores: Vec::new(), last: None }
+    }
+}
+
+/// Integer ceil(ln(n)) for n ≥ 1, good enough for work estimates.
+fn ln_approx(n: u64) -> u64 {
+    // ln(n) = log2(n) × ln 2 ≈ bits × 0.693
+    let bits = 64 - u64::from(n.max(1).leading_zeros());
+    (bits * 693).div_ceil(1000).max(1)
+}
+
+/// Iterator over a slot's hosts, best first.
+pub struct Walk<'a> {
+    placement: &'a Rendezvous,
+    slot: u32,
+    owner: Option<usize>,
+    /// `(score << 16 | host)` per host, filled on the first step past the owner.
+    scores: Vec<u64>,
+    last: Option<u64>,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let p = self.placement;
+        let Some(owner) = self.owner else {
+            let owner = p.table.get(self.slot as usize).map(|&h| usize::from(h))?;
+            self.owner = Some(owner);
+            return Some(owner);
+        };
+        if self.scores.is_empty() {
+            self.scores = (0..p.host_count()).map(|h| (u64::from(p.score(h, self.slot)) << 16) | h as u64).collect();
+            self.last = self.scores.get(owner).copied();
+        }
+        let last = self.last?;
+        let next = self.scores.iter().copied().filter(|&k| k > last).min()?;
+        self.last = Some(next);
+        Some((next & 0xffff) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_round_trips() {
+        let mut buf = Vec::new();
+        let r = Replica::new(b"host", 3, &mut buf);
+        for s in (0..SLOTS as u32).step_by(997) {
+            assert_eq!(r.slot_at(r.rank(s)), s);
+            assert_eq!(r.rank(r.slot_at(s)), s);
+        }
+    }
+}
