@@ -31,8 +31,7 @@ use crate::murmur3::murmur3_x64_128;
 pub const SLOT_BITS: u32 = 20;
 pub const SLOTS: usize = 1 << SLOT_BITS;
 const HALF_BITS: u32 = SLOT_BITS / 2;
-const HALF_MASK: u32 = (1 << HALF_BITS) - 1;
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 3;
 /// Seed of the murmur3 hash that keys a replica's permutation ("REND").
 pub const KEY_SEED: u32 = 0x5245_4e44;
 /// Marks a slot not yet assigned while building; never a host index (at most 10,000 hosts).
@@ -63,17 +62,25 @@ impl std::fmt::Display for RendezvousError {
     }
 }
 
-/// Round keys of one replica's permutation.
+/// One replica's permutation of the slots: three rounds of (xor a key, multiply by an odd
+/// constant modulo 2^20, xor-shift the high half into the low half), every step a bijection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Replica {
-    keys: [u64; ROUNDS],
+    /// xor keys, multipliers (odd) and their inverses modulo 2^20.
+    xors: [u32; ROUNDS],
+    muls: [u32; ROUNDS],
+    invs: [u32; ROUNDS],
 }
 
-#[inline]
-fn feistel_round(key: u64, half: u32) -> u32 {
-    let mut z = (key ^ u64::from(half)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
-    (z >> (64 - HALF_BITS)) as u32
+const MASK: u32 = (1 << SLOT_BITS) - 1;
+
+/// The inverse of odd `m` modulo 2^32 (Newton's iteration doubles the correct bits each step).
+fn inverse(m: u32) -> u32 {
+    let mut y = m;
+    for _ in 0..5 {
+        y = y.wrapping_mul(2u32.wrapping_sub(m.wrapping_mul(y)));
+    }
+    y
 }
 
 impl Replica {
@@ -84,40 +91,52 @@ impl Replica {
         buf.extend_from_slice(&replica.to_le_bytes());
         let (h1, h2) = murmur3_x64_128(buf, KEY_SEED);
         let mut state = h1 ^ h2.rotate_left(32);
-        let mut keys = [0u64; ROUNDS];
-        for k in &mut keys {
-            // splitmix64 steps
+        let mut next = move || {
+            // splitmix64
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
             let mut z = state;
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            *k = z ^ (z >> 31);
+            z ^ (z >> 31)
+        };
+        let mut xors = [0u32; ROUNDS];
+        let mut muls = [0u32; ROUNDS];
+        let mut invs = [0u32; ROUNDS];
+        for i in 0..ROUNDS {
+            let z = next();
+            xors[i] = (z as u32) & MASK;
+            muls[i] = ((z >> 32) as u32 & MASK) | 1;
+            invs[i] = inverse(muls[i]) & MASK;
         }
-        Replica { keys }
+        Replica { xors, muls, invs }
     }
 
     /// The replica's rank of `slot` (lower is better).
     #[inline]
     fn rank(&self, slot: u32) -> u32 {
-        let (mut l, mut r) = (slot >> HALF_BITS, slot & HALF_MASK);
-        for &k in &self.keys {
-            (l, r) = (r, l ^ feistel_round(k, r));
+        let mut x = slot;
+        for i in 0..ROUNDS {
+            x ^= self.xors[i];
+            x = x.wrapping_mul(self.muls[i]) & MASK;
+            x ^= x >> HALF_BITS;
         }
-        (l << HALF_BITS) | r
+        x
     }
 
     /// The slot this replica ranks `rank`-th (the inverse of [`Replica::rank`]).
     #[inline]
     fn slot_at(&self, rank: u32) -> u32 {
-        let (mut l, mut r) = (rank >> HALF_BITS, rank & HALF_MASK);
-        for &k in self.keys.iter().rev() {
-            (l, r) = (r ^ feistel_round(k, l), l);
+        let mut x = rank & MASK;
+        for i in (0..ROUNDS).rev() {
+            x ^= x >> HALF_BITS;
+            x = x.wrapping_mul(self.invs[i]) & MASK;
+            x ^= self.xors[i];
         }
-        (l << HALF_BITS) | r
+        x
     }
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Rendezvous {
     /// Owner (host index) of each slot.
     table: Vec<u16>,
@@ -130,6 +149,15 @@ pub struct Rendezvous {
     /// At least the highest winning score in `table`: an added host can win only below it.
     bound: u32,
 }
+
+/// Equal placements: the same hosts and the same table (`bound` depends on the build path).
+impl PartialEq for Rendezvous {
+    fn eq(&self, other: &Rendezvous) -> bool {
+        self.identity == other.identity && self.table == other.table
+    }
+}
+
+impl Eq for Rendezvous {}
 
 impl std::fmt::Debug for Rendezvous {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -288,16 +316,26 @@ impl Rendezvous {
         self.replicas.get(range).map_or(u32::MAX, |reps| reps.iter().map(|r| r.rank(slot)).min().unwrap_or(u32::MAX))
     }
 
+    /// Every host's `(score << 16) | host` at `slot`, in host order (keys are distinct, and
+    /// ordering them orders hosts by score, ties to the lower index).
+    fn keys_into(&self, slot: u32, out: &mut Vec<u64>) {
+        out.clear();
+        if self.replicas.len() == self.identity.len() {
+            // Every weight is 1: one replica per host, scored independently (the CPU overlaps them).
+            out.extend(self.replicas.iter().enumerate().map(|(h, r)| (u64::from(r.rank(slot)) << 16) | h as u64));
+        } else {
+            out.extend((0..self.host_count()).map(|h| (u64::from(self.score(h, slot)) << 16) | h as u64));
+        }
+    }
+
     /// The lowest `(score, host)` at `slot`, scoring every replica.
     fn best(&self, slot: u32) -> (u32, u16) {
-        let mut best = (u32::MAX, 0u16);
-        for host in 0..self.host_count() {
-            let s = self.score(host, slot);
-            if s < best.0 {
-                best = (s, host as u16);
-            }
-        }
-        best
+        let best = if self.replicas.len() == self.identity.len() {
+            self.replicas.iter().enumerate().map(|(h, r)| (u64::from(r.rank(slot)) << 16) | h as u64).min()
+        } else {
+            (0..self.host_count()).map(|h| (u64::from(self.score(h, slot)) << 16) | h as u64).min()
+        };
+        best.map_or((u32::MAX, 0), |k| ((k >> 16) as u32, (k & 0xffff) as u16))
     }
 
     fn fill_full(&mut self) {
@@ -312,14 +350,20 @@ impl Rendezvous {
                 hosts_of.push(host as u16);
             }
         }
+        // Which slots are taken, as a bitset (128 KiB, cache-resident where the table is not).
+        let mut taken = vec![0u64; SLOTS / 64];
         let mut filled = 0usize;
         for rank in 0..rounds {
             for (replica, &host) in self.replicas.iter().zip(&hosts_of) {
                 let slot = replica.slot_at(rank) as usize;
-                if let Some(o) = self.table.get_mut(slot)
-                    && *o == EMPTY
+                let bit = 1u64 << (slot % 64);
+                if let Some(word) = taken.get_mut(slot / 64)
+                    && *word & bit == 0
                 {
-                    *o = host;
+                    *word |= bit;
+                    if let Some(o) = self.table.get_mut(slot) {
+                        *o = host;
+                    }
                     filled += 1;
                 }
             }
@@ -408,7 +452,7 @@ impl Iterator for Walk<'_> {
             return Some(owner);
         };
         if self.scores.is_empty() {
-            self.scores = (0..p.host_count()).map(|h| (u64::from(p.score(h, self.slot)) << 16) | h as u64).collect();
+            p.keys_into(self.slot, &mut self.scores);
             self.last = self.scores.get(owner).copied();
         }
         let last = self.last?;
