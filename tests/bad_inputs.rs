@@ -46,7 +46,8 @@ fn config_json(hosts: &[&str], secret: &str, sticky_extra: &str) -> String {
     format!(
         r#"{{"hosts":[{}],"sources":{SOURCES},
             "sticky_cookie":{{"name":"srv","ttl_seconds":{TTL},"secret":"{secret}"{sticky_extra}}},
-            "target":{{"header":"x-envoy-original-dst-host"}}}}"#,
+            "target":{{"header":"x-envoy-original-dst-host"}},
+            "placement":{{"algorithm":"ring"}}}}"#,
         hosts.join(",")
     )
 }
@@ -1407,7 +1408,15 @@ fn k_rows_are_rejected_with_the_field_and_value() {
             "vnodes_per_weight",
             "4097",
         ),
-        ("K10 too many ring points", with(|v| v["hosts"] = json!(heavy)), "hosts", "5120000 ring points"),
+        (
+            "K10 too many ring points",
+            with(|v| {
+                v["hosts"] = json!(heavy);
+                v["placement"] = json!({"algorithm": "ring"});
+            }),
+            "hosts",
+            "5120000 ring points",
+        ),
         (
             "K10 fallbacks over the cap",
             with(|v| v["target"]["fallbacks"] = json!(17)),
@@ -1458,7 +1467,10 @@ fn k9_the_secret_is_never_echoed() {
 #[test]
 fn k11_ten_thousand_hosts_are_bounded() {
     let hosts: Vec<Value> = (0..10_000).map(|i| json!({"address": host_address(i)})).collect();
-    let json = with(|v| v["hosts"] = json!(hosts));
+    let json = with(|v| {
+        v["hosts"] = json!(hosts);
+        v["placement"] = json!({"algorithm": "ring"});
+    });
     let started = std::time::Instant::now();
     let cfg = Config::parse(&json, env).expect("K11 10k hosts are accepted");
     let took = started.elapsed();
@@ -1485,7 +1497,7 @@ fn k12_host_and_key_order_do_not_change_routing() {
     let c = r#"{"hosts":[{"address":"10.0.0.2:80","id":"web-a","weight":2},{"address":"10.0.0.3:80","id":"web-b"},
         {"address":"10.0.0.1:80","id":"web-c"}],"sources":[{"type":"header","name":"x-user-id"}],
         "sticky_cookie":{"name":"srv","ttl_seconds":3600,"secret":"0123456789abcdef0123456789abcdef"},
-        "target":{"header":"x-envoy-original-dst-host"},"vnodes_per_weight":256}"#;
+        "target":{"header":"x-envoy-original-dst-host"},"placement":{"algorithm":"rendezvous"}}"#;
     let configs: Vec<Config> = [a, a, b, c].iter().map(|j| parse(j)).collect();
     for (i, cfg) in configs.iter().enumerate() {
         assert_eq!(cfg.placement, configs[0].placement, "K12 config #{i}: ring differs");

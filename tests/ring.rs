@@ -7,10 +7,11 @@ use session_router::config::Config;
 use session_router::murmur3::hash64;
 use session_router::ring::{Ring, RingError};
 
+/// A config on the ring (the rendezvous table has its own tests in tests/placement.rs).
 fn config(hosts: &str) -> Config {
     let json = format!(
         r#"{{"hosts":{hosts},"sources":[{{"type":"header","name":"x-user-id"}}],
-            "target":{{"header":"x-envoy-original-dst-host"}}}}"#
+            "target":{{"header":"x-envoy-original-dst-host"}},"placement":{{"algorithm":"ring"}}}}"#
     );
     Config::parse(json.as_bytes(), |_| None).unwrap()
 }

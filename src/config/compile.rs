@@ -31,7 +31,7 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
             ));
         }
         (Some(RawAlgorithm::Rendezvous), None) => Algorithm::Rendezvous,
-        // A config that tunes the ring keeps the ring.
+        // A config that tunes the ring keeps the ring (README "Placement", upgrading).
         (None, Some(_)) => Algorithm::Ring,
         (None, None) => DEFAULT_ALGORITHM,
     };

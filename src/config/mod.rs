@@ -22,7 +22,7 @@ use crate::sticky::{CookieKey, HostTag};
 /// 1000-host ring at 2 MiB (`cargo run --release --example spread` prints the trade-off).
 pub const DEFAULT_VNODES_PER_WEIGHT: u32 = 256;
 /// Placement when the config names none (and sets no `vnodes_per_weight`): README "Placement".
-pub const DEFAULT_ALGORITHM: Algorithm = Algorithm::Ring;
+pub const DEFAULT_ALGORITHM: Algorithm = Algorithm::Rendezvous;
 /// Upper bounds that keep the ring's build time and memory bounded whatever the config says.
 pub const MAX_VNODES_PER_WEIGHT: u32 = 4096;
 pub const MAX_WEIGHT: u32 = 1000;
