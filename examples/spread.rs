@@ -29,7 +29,9 @@ fn main() {
     let keys: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let hashes: Vec<u64> = (0..keys).map(|k| hash64(format!("session-{k}").as_bytes())).collect();
     println!("keys={keys}");
-    println!("hosts placement   max/mean  cv      add_moved/opt  remove_moved/opt  stayers_moved  memKiB  build_ms");
+    println!(
+        "hosts placement   max/mean  cv      add_moved/opt  remove_moved/opt  stayers_moved  memKiB  build_ms"
+    );
     for &n in &[3usize, 10, 100, 1000] {
         for v in [Some(64u32), Some(256), Some(1024), None] {
             let ids = ids(n);

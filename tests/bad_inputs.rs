@@ -1476,7 +1476,11 @@ fn k11_ten_thousand_hosts_are_bounded() {
     let took = started.elapsed();
     assert_eq!(cfg.hosts.len(), 10_000);
     assert_eq!(cfg.placement.point_count(), 10_000 * 256, "K11 ring size");
-    assert!(cfg.placement.memory_bytes() <= 2 * 10_000 * 256 * 8, "K11 ring memory {}", cfg.placement.memory_bytes());
+    assert!(
+        cfg.placement.memory_bytes() <= 2 * 10_000 * 256 * 8,
+        "K11 ring memory {}",
+        cfg.placement.memory_bytes()
+    );
     assert!(took.as_secs() < 60, "K11 parse took {took:?}");
     let d = check(&cfg, "K11 routing on 10k hosts", &req().src("192.0.2.1:1"), &hashed(0, "192.0.2.1"));
     assert!(d.host < 10_000);
