@@ -244,8 +244,9 @@ impl RootContext for Root {
         };
         let sources: Vec<&str> = config.sources.iter().map(|s| s.kind()).collect();
         info!(
-            "session-router v{VERSION}: {} hosts, {} ring points, sources [{}], target {} ({:?}, {} fallbacks), sticky cookie {}, health {}",
+            "session-router v{VERSION}: {} hosts, placement {} ({} points), sources [{}], target {} ({:?}, {} fallbacks), sticky cookie {}, health {}",
             config.hosts.len(),
+            config.algorithm.name(),
             config.placement.point_count(),
             sources.join(", "),
             config.target.header,
