@@ -198,7 +198,25 @@ fn discovery_membership_changes_rebuild_from_the_previous_table() {
             specs(n, skip).iter().map(|h| format!(r#"{{"address":"{}"}}"#, h.address)).collect();
         let fresh = config(&format!("[{}]", fresh.join(",")));
         assert_eq!(via.placement, fresh.placement, "{n} hosts without #{skip}");
+        // From the membership in use (what the filter does on every discovered change).
+        let after = base.with_hosts_after(specs(n, skip), &via).unwrap();
+        assert_eq!(after.placement, fresh.placement);
+        let chained = base.with_hosts_after(specs(n, skip), &base.with_hosts(specs(12, 5)).unwrap()).unwrap();
+        assert_eq!(chained.placement, fresh.placement, "{n} hosts without #{skip}, after 12");
+        assert!(base.check_hosts(specs(n, skip)).is_ok());
     }
+    // The check rejects what the build would, without building.
+    let heavy: Vec<HostSpec> = (0..66)
+        .map(|i| HostSpec {
+            address: format!("10.3.0.{}:80", i + 1),
+            id: None,
+            weight: Some(1000),
+            drain: false,
+        })
+        .collect();
+    let e = base.check_hosts(heavy.clone()).unwrap_err();
+    assert_eq!(Some(e), base.with_hosts(heavy).err());
+    assert!(base.check_hosts(Vec::new()).is_err());
 }
 
 #[test]

@@ -236,7 +236,24 @@ impl Config {
         Ok(config)
     }
 
-    fn set_hosts(&mut self, specs: Vec<HostSpec>) -> Result<(), ConfigError> {
+    /// The same settings over another set of hosts, with the placement computed from
+    /// `previous` (the config in use) when it uses the same algorithm: a membership change then
+    /// costs what it moves. The result is the same as [`Config::with_hosts`].
+    pub fn with_hosts_after(&self, hosts: Vec<HostSpec>, previous: &Config) -> Result<Config, ConfigError> {
+        let mut config = self.clone();
+        if previous.algorithm == self.algorithm {
+            config.placement = previous.placement.clone();
+        }
+        config.set_hosts(hosts)?;
+        Ok(config)
+    }
+
+    /// Whether [`Config::with_hosts`] would accept `hosts`, without building the placement.
+    pub fn check_hosts(&self, hosts: Vec<HostSpec>) -> Result<(), ConfigError> {
+        self.prepare_hosts(hosts).map(|_| ())
+    }
+
+    fn prepare_hosts(&self, specs: Vec<HostSpec>) -> Result<Vec<Host>, ConfigError> {
         let mut hosts = compile::compile_hosts(specs, &self.target, self.sticky.as_ref())?;
         hosts.sort_by(|a, b| a.id.cmp(&b.id));
         let vnodes = self.vnodes_per_weight;
@@ -249,9 +266,19 @@ impl Config {
                 ),
             ));
         }
+        let weight: u64 = hosts.iter().map(|h| u64::from(h.weight)).sum();
+        if self.algorithm == Algorithm::Rendezvous && weight > crate::rendezvous::MAX_REPLICAS {
+            return Err(err("hosts", crate::rendezvous::RendezvousError::TooMuchWeight(weight).to_string()));
+        }
         if hosts.iter().all(|h| h.drain) {
             return Err(err("hosts", "every host is draining, so no new session could start"));
         }
+        Ok(hosts)
+    }
+
+    fn set_hosts(&mut self, specs: Vec<HostSpec>) -> Result<(), ConfigError> {
+        let hosts = self.prepare_hosts(specs)?;
+        let vnodes = self.vnodes_per_weight;
         self.placement = match self.algorithm {
             // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
             Algorithm::Ring => Placement::Ring(

@@ -101,7 +101,12 @@ impl Root {
         if membership.generation == self.generation {
             return;
         }
-        match base.with_hosts(membership.hosts) {
+        // From the placement in use: a membership change costs what it moves (README "Placement").
+        let applied = match &self.config {
+            Some(current) => base.with_hosts_after(membership.hosts, current),
+            None => base.with_hosts(membership.hosts),
+        };
+        match applied {
             Ok(config) => {
                 self.metrics.membership(membership.generation, config.hosts.len());
                 self.set_config(Rc::new(config));
@@ -172,8 +177,8 @@ impl Root {
                 discovery::parse_consul(&body, &seeds)
             }
         };
-        let hosts = match parsed.and_then(|hosts| match base.with_hosts(hosts.clone()) {
-            Ok(_) => Ok(hosts),
+        let hosts = match parsed.and_then(|hosts| match base.check_hosts(hosts.clone()) {
+            Ok(()) => Ok(hosts),
             Err(e) => Err(discovery::DiscoveryError(e.to_string())),
         }) {
             Ok(hosts) => hosts,
