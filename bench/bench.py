@@ -80,7 +80,7 @@ WEIGHTED_REMOVE = 18205  # a weight-2 host
 
 def all_ports(off):
     return ([PORTS["front"] + off + i for i in range(40)]
-            + [PORTS["spread"] + off + i for i in range(80)]
+            + [PORTS["spread"] + off + i for i in range(20 * len(ALGOS))]
             + [p + off for p in EQUAL_PORTS] + [p + off for p, _ in WEIGHTED] + [WEIGHTED_ADD[0] + off])
 
 
@@ -539,8 +539,12 @@ ALGOS = [
     ("ring_hash", "Envoy RING_HASH, default ring (min 1024)", "b_ring_hash.yaml"),
     ("ring_hash_256", "Envoy RING_HASH, 256 entries/host", "b_ring_hash.yaml"),
     ("maglev", "Envoy MAGLEV (table 65537)", "c_maglev.yaml"),
-    ("session_router", "session-router (256 vnodes/weight)", "h_override_host_nohealth.yaml"),
+    ("session_router", "session-router ring (256 vnodes/weight)", "h_override_host_nohealth.yaml"),
+    ("session_router_rendezvous", "session-router rendezvous (default)", "h_override_host_nohealth.yaml"),
 ]
+# session-router's spread algorithms: its `placement.algorithm`, and the `spread run` placement
+# argument of the same placement (a vnodes count for the ring, `rendezvous`).
+SR_PLACEMENTS = {"session_router": ("ring", "256"), "session_router_rendezvous": ("rendezvous", "rendezvous")}
 
 
 def spread_front(algo, file, admin_port, base_port, scs, wasm):
@@ -567,6 +571,7 @@ def spread_front(algo, file, admin_port, base_port, scs, wasm):
             if plugin:
                 fc = json.loads(plugin["configuration"]["value"])
                 fc["hosts"] = [{"address": f"127.0.0.1:{p}", "weight": w} for p, w in hosts]
+                fc["placement"] = {"algorithm": SR_PLACEMENTS[algo][0]}
                 plugin["configuration"]["value"] = json.dumps(fc)
                 plugin["vm_config"]["vm_id"] = f"session_router_{name}"
                 plugin["vm_config"]["code"]["local"]["filename"] = str(wasm)
@@ -836,17 +841,19 @@ def write_report(out, opts, info, cost, envoy_spread, native_same, native_large,
              f"(bench/tools spread, same keys): {agree}.")
     L.append("")
 
-    L.append("## session-router natively (large key counts, ring defaults)")
+    L.append("## session-router natively (large key counts, both placements)")
     L.append("")
     if native_large:
         nk = native_large[0]["keys"]
-        L.append(f"{nk:,} keys through the filter's own `Config` and `Ring` for each `vnodes_per_weight`; build time is one "
-                 "`Ring::build` (best of 3).")
+        L.append(f"{nk:,} keys through the filter's own `Config`: the ring for each `vnodes_per_weight`, and the "
+                 "rendezvous table; build time is one `Ring::build` or `Rendezvous::build` from scratch (best of 3); "
+                 "points are ring points or table slots.")
         L.append("")
-        L.append("| hosts | vnodes/weight | max/mean | CV | add ×opt | remove ×opt | moved between staying hosts | points | memory | build ms |")
+        L.append("| hosts | placement | max/mean | CV | add ×opt | remove ×opt | moved between staying hosts | points | memory | build ms |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in native_large:
-            L.append(f"| {r['scenario']} | {r['vnodes']} | {r['max_mean']:.3f} | {r['cv']:.4f} | {r['add_ratio']:.3f} | "
+            what = "rendezvous" if r["placement"] == "rendezvous" else f"ring, {r['vnodes']}/weight"
+            L.append(f"| {r['scenario']} | {what} | {r['max_mean']:.3f} | {r['cv']:.4f} | {r['add_ratio']:.3f} | "
                      f"{fmt(r['remove_ratio'], 3)} | {r['moved_add_elsewhere'] + r['moved_remove_elsewhere']} | "
                      f"{r['points']:,} | {r['memory_bytes'] / 1024:,.0f} KiB | {r['build_ms']:.2f} |")
         L.append("")
@@ -1057,16 +1064,18 @@ def main():
         PROCS.stop_all()
 
     log("phase 3: native spread")
-    native_same = [] if opts.skip_spread else native_phase(opts, work, opts.keys, [256], extra_1000=False)
+    native_same = [] if opts.skip_spread else native_phase(opts, work, opts.keys, ["256", "rendezvous"],
+                                                             extra_1000=False)
     agree_n, total_n = 0, 0
     for r in native_same:
-        e = envoy_spread.get(("session_router", r["scenario"]))
+        algo = "session_router_rendezvous" if r["placement"] == "rendezvous" else "session_router"
+        e = envoy_spread.get((algo, r["scenario"]))
         if e:
             total_n += 1
             agree_n += int(e["counts"] == r["counts"] and e["moved_add"] == r["moved_add"]
                            and e["moved_remove"] == r["moved_remove"])
     agree = (f"{agree_n} of {total_n} host sets identical (per-host counts and keys moved on add and remove)")
-    vnodes = [256] if opts.short else [64, 128, 256, 512, 1024, 2048]
+    vnodes = ["256", "rendezvous"] if opts.short else ["64", "128", "256", "512", "1024", "2048", "rendezvous"]
     native_large = [] if opts.skip_spread else native_phase(opts, work, opts.native_keys, vnodes, extra_1000=True)
 
     log("phase 4: micro-benchmarks")

@@ -10,7 +10,13 @@
 //!   id, HMAC sign, `Set-Cookie` formatting); `request_view` is the header copy the filter makes
 //!   before deciding (what `get_map_bytes` hands back: one `String` and one `Vec` per header).
 //!
-//! Ring memory (`Ring::memory_bytes`) and point counts are printed before the timings.
+//! - `rdv_hash_lookup/N`, `rdv_lookup/N`: the same for the rendezvous table (`Rendezvous::owner`);
+//!   `rdv_hash_lookup_fb2/N`: hash + owner + the first 2 fallbacks (`walk(..).take(3)`), the whole
+//!   placement work of an override_host request with 2 fallbacks;
+//! - `rdv_build/N`: `Rendezvous::build` from scratch; `rdv_add/N`, `rdv_remove/N`: a membership
+//!   change (one host added, one removed) from the previous table, as discovery does it.
+//!
+//! Ring and table memory (`memory_bytes`) and point counts are printed before the timings.
 //! `cargo bench --bench ring -- --quick` gives rougher numbers in a few seconds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -21,6 +27,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use session_router::config::{Config, DEFAULT_VNODES_PER_WEIGHT};
 use session_router::murmur3::hash64;
+use session_router::rendezvous::Rendezvous;
 use session_router::ring::Ring;
 use session_router::router::{AllUp, RequestView, decide, target_value};
 
@@ -52,6 +59,11 @@ fn host_ids(n: usize) -> Vec<String> {
 fn ring(n: usize) -> Ring {
     let ids = host_ids(n);
     Ring::build(ids.iter().map(|id| (id.as_bytes(), DEFAULT_VNODES_PER_WEIGHT))).unwrap()
+}
+
+fn rendezvous(n: usize) -> Rendezvous {
+    let ids = host_ids(n);
+    Rendezvous::build(ids.iter().map(|id| (id.as_bytes(), 1))).unwrap()
 }
 
 fn config_json(n: usize, sticky: bool, fallbacks: u32) -> String {
@@ -124,6 +136,15 @@ fn print_memory() {
             r.memory_bytes() as f64 / 1024.0
         );
     }
+    println!("rendezvous table memory (Rendezvous::memory_bytes):");
+    for n in HOST_COUNTS {
+        let r = rendezvous(n);
+        println!(
+            "  rdv_memory/{n:<5} {:>10} bytes ({:.1} KiB)",
+            r.memory_bytes(),
+            r.memory_bytes() as f64 / 1024.0
+        );
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -163,6 +184,86 @@ fn benches(c: &mut Criterion) {
                 i = (i + 1) & 4095;
                 r.owner(black_box(hashes[i]))
             })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("rdv_hash_lookup");
+    for n in HOST_COUNTS {
+        let r = rendezvous(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                r.owner(hash64(black_box(&keys[i])))
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("rdv_lookup");
+    for n in HOST_COUNTS {
+        let r = rendezvous(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                r.owner(black_box(hashes[i]))
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("rdv_hash_lookup_fb2");
+    for n in HOST_COUNTS {
+        let r = rendezvous(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                r.walk(hash64(black_box(&keys[i]))).take(3).fold(0, |a, h| a ^ h)
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("ring_hash_lookup_fb2");
+    for n in HOST_COUNTS {
+        let r = ring(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                r.walk(hash64(black_box(&keys[i]))).take(3).fold(0, |a, h| a ^ h)
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("rdv_build");
+    g.sample_size(10);
+    for n in HOST_COUNTS {
+        let ids = host_ids(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| Rendezvous::build(ids.iter().map(|id| (id.as_bytes(), 1))).unwrap())
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("rdv_membership");
+    g.sample_size(10);
+    for n in HOST_COUNTS {
+        let ids = host_ids(n);
+        let base = rendezvous(n);
+        let mut added = ids.clone();
+        added.push("10.9.9.9:8080".to_owned());
+        added.sort();
+        let removed: Vec<String> = ids[1..].to_vec();
+        g.bench_function(BenchmarkId::new("add", n), |b| {
+            b.iter(|| base.rebuild(added.iter().map(|id| (id.as_bytes(), 1))).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("remove", n), |b| {
+            b.iter(|| base.rebuild(removed.iter().map(|id| (id.as_bytes(), 1))).unwrap())
         });
     }
     g.finish();

@@ -129,7 +129,7 @@ pub fn decide_with_load(
         // The pinned host is down or no longer a member: move to the ring successor of the
         // session's point and re-pin there, so the session does not bounce back when the old
         // host returns, and every replica picks the same successor.
-        match cfg.ring.first_eligible(claims.point, takes_new) {
+        match cfg.placement.first_eligible(claims.point, takes_new) {
             Some(next) => {
                 let set_cookie = issue(cfg, claims, next, now);
                 return Decision {
@@ -143,7 +143,7 @@ pub fn decide_with_load(
             }
             // Nowhere to go: stay (Envoy answers 503) and issue nothing.
             None => {
-                let host = pinned.unwrap_or_else(|| cfg.ring.owner(claims.point));
+                let host = pinned.unwrap_or_else(|| cfg.placement.owner(claims.point));
                 return Decision {
                     host,
                     kind: Kind::Pinned,
@@ -176,13 +176,13 @@ pub fn decide_with_load(
             Some(p) => (Some(p.host), p.spilled_from),
             None => (None, None),
         },
-        None => (cfg.ring.first_eligible(point, takes_new), None),
+        None => (cfg.placement.first_eligible(point, takes_new), None),
     };
     let Some(host) = first else {
-        // No host can take the session (all down or draining): route by the ring so Envoy
+        // No host can take the session (all down or draining): route by the placement so Envoy
         // answers, but pin nothing.
         return Decision {
-            host: cfg.ring.owner(point),
+            host: cfg.placement.owner(point),
             kind,
             point,
             set_cookie: None,
@@ -218,7 +218,7 @@ fn bounded_choice(
         total_weight += u64::from(h.weight);
     }
     let weight = |h: usize| cfg.hosts.get(h).map_or(1, |h| u64::from(h.weight));
-    bounded::place(b, cfg.ring.walk(point).filter(|&h| takes_new(h)), loads, total, total_weight, weight)
+    bounded::place(b, cfg.placement.walk(point).filter(|&h| takes_new(h)), loads, total, total_weight, weight)
 }
 
 /// The `target.header` value: the chosen host, then up to `fallbacks` further distinct hosts
@@ -230,7 +230,7 @@ pub fn target_value<'a>(cfg: &'a Config, d: &Decision, health: &(impl Health + ?
         return Cow::Borrowed(first);
     }
     let mut value = first.to_owned();
-    let fallbacks = cfg.ring.walk(d.point).filter(|&h| h != d.host && takes_new(cfg, health, h));
+    let fallbacks = cfg.placement.walk(d.point).filter(|&h| h != d.host && takes_new(cfg, health, h));
     for h in fallbacks.take(cfg.target.fallbacks as usize).filter_map(|h| cfg.hosts.get(h)) {
         value.push(',');
         value.push_str(&h.header_value);

@@ -48,7 +48,8 @@ fn config_json(hosts: &[&str], secret: &str, sticky_extra: &str) -> String {
     format!(
         r#"{{"hosts":[{}],"sources":{SOURCES},
             "sticky_cookie":{{"name":"srv","ttl_seconds":{TTL},"secret":"{secret}"{sticky_extra}}},
-            "target":{{"header":"x-envoy-original-dst-host"}}}}"#,
+            "target":{{"header":"x-envoy-original-dst-host"}},
+            "placement":{{"algorithm":"ring"}}}}"#,
         hosts.join(",")
     )
 }
@@ -221,7 +222,7 @@ fn check(cfg: &Config, id: &str, r: &Req, want: &Want) -> Decision {
         _ => {}
     }
     if matches!(d.kind, Kind::Hashed(_) | Kind::New) {
-        assert_eq!(d.host, cfg.ring.owner(d.point), "{id}: not the ring owner of the point");
+        assert_eq!(d.host, cfg.placement.owner(d.point), "{id}: not the ring owner of the point");
         // A fresh cookie is issued, and it pins the session back to the same host.
         let value = issued(&d);
         let back = run(cfg, &cookie(format!("srv={value}")), NOW + 1);
@@ -977,7 +978,7 @@ fn c16_cookie_for_a_host_no_longer_configured() {
     for request in [cookie(format!("srv={stale}")), cookie(format!("srv={stale}")).h("x-user-id", "u1")] {
         let d = run(&cfg, &request, NOW);
         assert_eq!((d.kind, d.rejected.cookie), (Kind::Failover, None), "C16 host removed");
-        assert_eq!(d.host, cfg.ring.owner(claims.point), "C16 moves to the ring successor");
+        assert_eq!(d.host, cfg.placement.owner(claims.point), "C16 moves to the ring successor");
         let moved =
             sticky::decode(&cfg.sticky.as_ref().unwrap().key, issued(&d).as_bytes(), POLICY, NOW).unwrap();
         assert_eq!(
@@ -996,7 +997,7 @@ fn c16_cookie_for_a_host_no_longer_configured() {
     let c =
         Claims { session_id: [1; 16], point: 7, host: [0xab; 8], expires_at: NOW + TTL, refreshed_at: NOW };
     let d = run(&cfg, &cookie(format!("srv={}", sticky::encode(key, &c))), NOW);
-    assert_eq!((d.kind, d.host), (Kind::Failover, cfg.ring.owner(7)), "C16 unknown tag");
+    assert_eq!((d.kind, d.host), (Kind::Failover, cfg.placement.owner(7)), "C16 unknown tag");
 }
 
 #[test]
@@ -1412,7 +1413,15 @@ fn k_rows_are_rejected_with_the_field_and_value() {
             "vnodes_per_weight",
             "4097",
         ),
-        ("K10 too many ring points", with(|v| v["hosts"] = json!(heavy)), "hosts", "5120000 ring points"),
+        (
+            "K10 too many ring points",
+            with(|v| {
+                v["hosts"] = json!(heavy);
+                v["placement"] = json!({"algorithm": "ring"});
+            }),
+            "hosts",
+            "5120000 ring points",
+        ),
         (
             "K10 fallbacks over the cap",
             with(|v| v["target"]["fallbacks"] = json!(17)),
@@ -1463,13 +1472,20 @@ fn k9_the_secret_is_never_echoed() {
 #[test]
 fn k11_ten_thousand_hosts_are_bounded() {
     let hosts: Vec<Value> = (0..10_000).map(|i| json!({"address": host_address(i)})).collect();
-    let json = with(|v| v["hosts"] = json!(hosts));
+    let json = with(|v| {
+        v["hosts"] = json!(hosts);
+        v["placement"] = json!({"algorithm": "ring"});
+    });
     let started = std::time::Instant::now();
     let cfg = Config::parse(&json, env).expect("K11 10k hosts are accepted");
     let took = started.elapsed();
     assert_eq!(cfg.hosts.len(), 10_000);
-    assert_eq!(cfg.ring.point_count(), 10_000 * 256, "K11 ring size");
-    assert!(cfg.ring.memory_bytes() <= 2 * 10_000 * 256 * 8, "K11 ring memory {}", cfg.ring.memory_bytes());
+    assert_eq!(cfg.placement.point_count(), 10_000 * 256, "K11 ring size");
+    assert!(
+        cfg.placement.memory_bytes() <= 2 * 10_000 * 256 * 8,
+        "K11 ring memory {}",
+        cfg.placement.memory_bytes()
+    );
     assert!(took.as_secs() < 60, "K11 parse took {took:?}");
     let d = check(&cfg, "K11 routing on 10k hosts", &req().src("192.0.2.1:1"), &hashed(0, "192.0.2.1"));
     assert!(d.host < 10_000);
@@ -1490,10 +1506,10 @@ fn k12_host_and_key_order_do_not_change_routing() {
     let c = r#"{"hosts":[{"address":"10.0.0.2:80","id":"web-a","weight":2},{"address":"10.0.0.3:80","id":"web-b"},
         {"address":"10.0.0.1:80","id":"web-c"}],"sources":[{"type":"header","name":"x-user-id"}],
         "sticky_cookie":{"name":"srv","ttl_seconds":3600,"secret":"0123456789abcdef0123456789abcdef"},
-        "target":{"header":"x-envoy-original-dst-host"},"vnodes_per_weight":256}"#;
+        "target":{"header":"x-envoy-original-dst-host"},"placement":{"algorithm":"rendezvous"}}"#;
     let configs: Vec<Config> = [a, a, b, c].iter().map(|j| parse(j)).collect();
     for (i, cfg) in configs.iter().enumerate() {
-        assert_eq!(cfg.ring, configs[0].ring, "K12 config #{i}: ring differs");
+        assert_eq!(cfg.placement, configs[0].placement, "K12 config #{i}: ring differs");
         let ids: Vec<&str> = cfg.hosts.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(ids, ["web-a", "web-b", "web-c"], "K12 config #{i}: hosts sorted by id");
     }
@@ -1525,7 +1541,7 @@ fn k12_host_and_key_order_do_not_change_routing() {
     let fwd = base();
     let rev: Vec<&str> = HOSTS.iter().rev().copied().collect();
     let rev = parse(&config_json(&rev, SECRET, ""));
-    assert_eq!(fwd.ring, rev.ring, "K12 reversed host list");
+    assert_eq!(fwd.placement, rev.placement, "K12 reversed host list");
 }
 
 // ---- suspected bugs ---------------------------------------------------------------------------

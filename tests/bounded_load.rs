@@ -134,7 +134,7 @@ fn a_spill_goes_to_the_next_choice_in_fallback_order() {
     let cfg = config(C125, true);
     let key = "alice";
     let d0 = decide(&cfg, &req(&[("x-user", key)]), &AllUp, NOW, &mut ids());
-    let order: Vec<usize> = cfg.ring.walk(d0.point).collect();
+    let order: Vec<usize> = cfg.placement.walk(d0.point).collect();
     assert_eq!(order[0], d0.host);
     // Its first two choices full, everyone else idle.
     let mut loads = vec![0u64; HOSTS];
@@ -193,7 +193,7 @@ fn without_a_sticky_cookie_hashed_keys_are_not_steered_unless_asked() {
 fn drained_and_down_hosts_stay_excluded_from_spills() {
     let cfg = config(C125, true);
     let d0 = decide(&cfg, &req(&[("x-user", "carol")]), &AllUp, NOW, &mut ids());
-    let order: Vec<usize> = cfg.ring.walk(d0.point).collect();
+    let order: Vec<usize> = cfg.placement.walk(d0.point).collect();
     let mut loads = vec![0u64; HOSTS];
     loads[order[0]] = 10;
     // Its second choice is down: the spill skips it.

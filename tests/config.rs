@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use session_router::config::{Config, Encoding, SameSite, Source};
+use session_router::placement::Algorithm;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -39,7 +40,10 @@ fn the_documented_contract_parses_with_its_defaults() {
     ))
     .unwrap();
     assert_eq!(cfg.hosts.len(), 2);
-    assert_eq!(cfg.ring.point_count(), 3 * cfg.vnodes_per_weight as usize);
+    // The default placement is the rendezvous table (README "Placement").
+    assert_eq!(cfg.algorithm, Algorithm::Rendezvous);
+    assert_eq!(cfg.placement.point_count(), session_router::rendezvous::SLOTS);
+    assert_eq!(cfg.vnodes_per_weight, 256, "kept for the ring");
     assert_eq!(
         cfg.sources,
         [

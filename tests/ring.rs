@@ -7,10 +7,11 @@ use session_router::config::Config;
 use session_router::murmur3::hash64;
 use session_router::ring::{Ring, RingError};
 
+/// A config on the ring (the rendezvous table has its own tests in tests/placement.rs).
 fn config(hosts: &str) -> Config {
     let json = format!(
         r#"{{"hosts":{hosts},"sources":[{{"type":"header","name":"x-user-id"}}],
-            "target":{{"header":"x-envoy-original-dst-host"}}}}"#
+            "target":{{"header":"x-envoy-original-dst-host"}},"placement":{{"algorithm":"ring"}}}}"#
     );
     Config::parse(json.as_bytes(), |_| None).unwrap()
 }
@@ -26,7 +27,7 @@ fn keys(n: usize) -> Vec<u64> {
 }
 
 fn owner_id(cfg: &Config, hash: u64) -> &str {
-    &cfg.hosts[cfg.ring.owner(hash)].id
+    &cfg.hosts[cfg.placement.owner(hash)].id
 }
 
 /// Position of host `id`'s `replica`-th point, as the ring module documents it.
@@ -65,7 +66,7 @@ fn spreads_keys_evenly() {
         let cfg = config(&equal_hosts(n));
         let mut counts = vec![0usize; n];
         for &k in &ks {
-            counts[cfg.ring.owner(k)] += 1;
+            counts[cfg.placement.owner(k)] += 1;
         }
         let mean = ks.len() as f64 / n as f64;
         let max = *counts.iter().max().unwrap() as f64;
@@ -113,7 +114,7 @@ fn removing_a_host_moves_only_its_keys_to_its_successor() {
         let was = owner_id(&before, k);
         let now = owner_id(&after, k);
         if was == gone {
-            let successor = before.ring.walk(k).nth(1).unwrap();
+            let successor = before.placement.walk(k).nth(1).unwrap();
             assert_eq!(now, before.hosts[successor].id, "moved to its ring successor");
         } else {
             assert_eq!(now, was, "a key of a remaining host moved");
@@ -130,14 +131,14 @@ fn weights_are_proportional() {
     let ks = keys(60_000);
     let mut counts = [0usize; 3];
     for &k in &ks {
-        counts[cfg.ring.owner(k)] += 1;
+        counts[cfg.placement.owner(k)] += 1;
     }
     for (i, h) in cfg.hosts.iter().enumerate() {
         let expected = ks.len() as f64 * f64::from(h.weight) / 6.0;
         let ratio = counts[i] as f64 / expected;
         assert!((0.9..=1.1).contains(&ratio), "{} weight {}: {ratio:.3}", h.id, h.weight);
     }
-    assert_eq!(cfg.ring.point_count() as u32, 6 * cfg.vnodes_per_weight);
+    assert_eq!(cfg.placement.point_count() as u32, 6 * cfg.vnodes_per_weight);
 }
 
 #[test]
@@ -162,24 +163,24 @@ fn a_host_keeps_its_sessions_when_its_address_changes_under_the_same_id() {
 fn walk_yields_every_host_once_starting_with_the_owner() {
     let cfg = config(&equal_hosts(7));
     for k in keys(500) {
-        let order: Vec<usize> = cfg.ring.walk(k).collect();
-        assert_eq!(order[0], cfg.ring.owner(k));
+        let order: Vec<usize> = cfg.placement.walk(k).collect();
+        assert_eq!(order[0], cfg.placement.owner(k));
         let mut sorted = order.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..7).collect::<Vec<_>>());
     }
     let single = config(&equal_hosts(1));
-    assert_eq!(single.ring.walk(42).collect::<Vec<_>>(), [0]);
+    assert_eq!(single.placement.walk(42).collect::<Vec<_>>(), [0]);
 }
 
 #[test]
 fn first_eligible_skips_and_gives_up_after_one_lap() {
     let cfg = config(&equal_hosts(5));
     for k in keys(200) {
-        let owner = cfg.ring.owner(k);
-        let next = cfg.ring.first_eligible(k, |h| h != owner).unwrap();
-        assert_eq!(Some(next), cfg.ring.walk(k).nth(1));
-        assert_eq!(cfg.ring.first_eligible(k, |_| false), None);
+        let owner = cfg.placement.owner(k);
+        let next = cfg.placement.first_eligible(k, |h| h != owner).unwrap();
+        assert_eq!(Some(next), cfg.placement.walk(k).nth(1));
+        assert_eq!(cfg.placement.first_eligible(k, |_| false), None);
     }
 }
 
@@ -243,6 +244,6 @@ fn golden_placement_shared_with_the_wasm_test() {
 #[test]
 fn ring_memory_is_eight_bytes_a_point() {
     let cfg = config(&equal_hosts(1000));
-    assert_eq!(cfg.ring.point_count(), 1000 * cfg.vnodes_per_weight as usize);
-    assert!(cfg.ring.memory_bytes() <= 2 * 1024 * 1024, "{} bytes", cfg.ring.memory_bytes());
+    assert_eq!(cfg.placement.point_count(), 1000 * cfg.vnodes_per_weight as usize);
+    assert!(cfg.placement.memory_bytes() <= 2 * 1024 * 1024, "{} bytes", cfg.placement.memory_bytes());
 }

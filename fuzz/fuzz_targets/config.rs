@@ -411,10 +411,17 @@ fn check_config(cfg: &Config) {
     assert!(cfg.sticky.is_some() || !cfg.sources.is_empty());
     assert!(cfg.target.fallbacks <= MAX_FALLBACKS);
     assert!(!cfg.hosts.iter().all(|h| h.drain), "every host draining");
-    assert_eq!(cfg.ring.host_count(), n);
-    let points: u64 = cfg.hosts.iter().map(|h| u64::from(h.weight) * u64::from(cfg.vnodes_per_weight)).sum();
-    assert_eq!(cfg.ring.point_count() as u64, points);
-    assert!(points <= MAX_RING_POINTS);
+    assert_eq!(cfg.placement.host_count(), n);
+    assert_eq!(cfg.placement.algorithm(), cfg.algorithm);
+    if cfg.algorithm == session_router::placement::Algorithm::Ring {
+        let points: u64 =
+            cfg.hosts.iter().map(|h| u64::from(h.weight) * u64::from(cfg.vnodes_per_weight)).sum();
+        assert_eq!(cfg.placement.point_count() as u64, points);
+        assert!(points <= MAX_RING_POINTS);
+    } else {
+        let weight: u64 = cfg.hosts.iter().map(|h| u64::from(h.weight)).sum();
+        assert!(weight <= session_router::rendezvous::MAX_REPLICAS);
+    }
     for (i, h) in cfg.hosts.iter().enumerate() {
         assert!(h.weight >= 1 && h.weight <= MAX_WEIGHT);
         assert!(h.address.port() != 0);

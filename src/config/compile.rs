@@ -11,7 +11,8 @@ use super::raw::*;
 use super::*;
 use crate::bounded::FACTOR_SCALE;
 use crate::health::{EjectOn, Passive, ProbeThresholds};
-use crate::ring::{MAX_HOSTS, Ring};
+use crate::placement::{Algorithm, Placement};
+use crate::ring::MAX_HOSTS;
 use crate::sticky::CookieKey;
 
 pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -22,6 +23,19 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
             format!("{vnodes} is out of range 1..={MAX_VNODES_PER_WEIGHT}"),
         ));
     }
+    let algorithm = match (raw.placement.map(|p| p.algorithm), raw.vnodes_per_weight) {
+        (Some(RawAlgorithm::Ring), _) => Algorithm::Ring,
+        (Some(RawAlgorithm::Rendezvous), Some(v)) => {
+            return Err(err(
+                "vnodes_per_weight",
+                format!("{v} applies to the ring only, and placement.algorithm is \"rendezvous\""),
+            ));
+        }
+        (Some(RawAlgorithm::Rendezvous), None) => Algorithm::Rendezvous,
+        // A config that tunes the ring keeps the ring (README "Placement", upgrading).
+        (None, Some(_)) => Algorithm::Ring,
+        (None, None) => DEFAULT_ALGORITHM,
+    };
     let target = compile_target(raw.target)?;
     let sticky = raw.sticky_cookie.map(|s| compile_sticky(s, env)).transpose()?;
     let sources = raw
@@ -52,7 +66,8 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
     }
     let mut config = Config {
         hosts: Vec::new(),
-        ring: Ring::empty(),
+        placement: Placement::empty(),
+        algorithm,
         sources,
         sticky,
         target,

@@ -14,12 +14,16 @@ pub use raw::HostSpec;
 
 use crate::bounded::BoundedLoad;
 use crate::health::{EjectOn, Passive, ProbeThresholds};
+use crate::placement::{Algorithm, Placement};
+use crate::rendezvous::Rendezvous;
 use crate::ring::Ring;
 use crate::sticky::{CookieKey, HostTag};
 
 /// Ring points per unit of weight: 256 spreads 10 hosts within ~9% of the mean and keeps a
 /// 1000-host ring at 2 MiB (`cargo run --release --example spread` prints the trade-off).
 pub const DEFAULT_VNODES_PER_WEIGHT: u32 = 256;
+/// Placement when the config names none (and sets no `vnodes_per_weight`): README "Placement".
+pub const DEFAULT_ALGORITHM: Algorithm = Algorithm::Rendezvous;
 /// Upper bounds that keep the ring's build time and memory bounded whatever the config says.
 pub const MAX_VNODES_PER_WEIGHT: u32 = 4096;
 pub const MAX_WEIGHT: u32 = 1000;
@@ -206,9 +210,11 @@ pub struct Discovery {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Sorted by id, so a host's index (its ring index) does not depend on config order.
+    /// Sorted by id, so a host's index (its placement index) does not depend on config order.
     pub hosts: Vec<Host>,
-    pub ring: Ring,
+    /// Where sessions go: the ring or the rendezvous table (`placement.algorithm`).
+    pub placement: Placement,
+    pub algorithm: Algorithm,
     pub sources: Vec<Source>,
     pub sticky: Option<Sticky>,
     pub target: Target,
@@ -295,12 +301,29 @@ impl Config {
         Ok(config)
     }
 
-    fn set_hosts(&mut self, specs: Vec<HostSpec>) -> Result<(), ConfigError> {
+    /// The same settings over another set of hosts, with the placement computed from
+    /// `previous` (the config in use) when it uses the same algorithm: a membership change then
+    /// costs what it moves. The result is the same as [`Config::with_hosts`].
+    pub fn with_hosts_after(&self, hosts: Vec<HostSpec>, previous: &Config) -> Result<Config, ConfigError> {
+        let mut config = self.clone();
+        if previous.algorithm == self.algorithm {
+            config.placement = previous.placement.clone();
+        }
+        config.set_hosts(hosts)?;
+        Ok(config)
+    }
+
+    /// Whether [`Config::with_hosts`] would accept `hosts`, without building the placement.
+    pub fn check_hosts(&self, hosts: Vec<HostSpec>) -> Result<(), ConfigError> {
+        self.prepare_hosts(hosts).map(|_| ())
+    }
+
+    fn prepare_hosts(&self, specs: Vec<HostSpec>) -> Result<Vec<Host>, ConfigError> {
         let mut hosts = compile::compile_hosts(specs, &self.target, self.sticky.as_ref())?;
         hosts.sort_by(|a, b| a.id.cmp(&b.id));
         let vnodes = self.vnodes_per_weight;
         let total: u64 = hosts.iter().map(|h| u64::from(h.weight) * u64::from(vnodes)).sum();
-        if total > MAX_RING_POINTS {
+        if self.algorithm == Algorithm::Ring && total > MAX_RING_POINTS {
             return Err(err(
                 "hosts",
                 format!(
@@ -308,12 +331,36 @@ impl Config {
                 ),
             ));
         }
+        let weight: u64 = hosts.iter().map(|h| u64::from(h.weight)).sum();
+        if self.algorithm == Algorithm::Rendezvous && weight > crate::rendezvous::MAX_REPLICAS {
+            return Err(err("hosts", crate::rendezvous::RendezvousError::TooMuchWeight(weight).to_string()));
+        }
         if hosts.iter().all(|h| h.drain) {
             return Err(err("hosts", "every host is draining, so no new session could start"));
         }
-        // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
-        self.ring = Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
-            .map_err(|e| err("hosts", e.to_string()))?;
+        Ok(hosts)
+    }
+
+    fn set_hosts(&mut self, specs: Vec<HostSpec>) -> Result<(), ConfigError> {
+        let hosts = self.prepare_hosts(specs)?;
+        let vnodes = self.vnodes_per_weight;
+        self.placement = match self.algorithm {
+            // Bounded above: weight ≤ MAX_WEIGHT and vnodes ≤ MAX_VNODES_PER_WEIGHT, so this cannot overflow.
+            Algorithm::Ring => Placement::Ring(
+                Ring::build(hosts.iter().map(|h| (h.id.as_bytes(), h.weight * vnodes)))
+                    .map_err(|e| err("hosts", e.to_string()))?,
+            ),
+            // From the previous table when there is one: a membership change then costs what it
+            // moves, and gives exactly the table a full build would.
+            Algorithm::Rendezvous => {
+                let spec = hosts.iter().map(|h| (h.id.as_bytes(), h.weight));
+                let table = match &self.placement {
+                    Placement::Rendezvous(old) => old.rebuild(spec).map(|(t, _)| t),
+                    Placement::Ring(_) => Rendezvous::build(spec),
+                };
+                Placement::Rendezvous(table.map_err(|e| err("hosts", e.to_string()))?)
+            }
+        };
         self.tags = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
         self.tags.sort_unstable();
         self.verify_tags = self.sticky.as_ref().map_or_else(Vec::new, |s| {

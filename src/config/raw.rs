@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub(super) discovery: Option<RawDiscovery>,
     #[serde(default)]
     pub(super) bounded_load: Option<RawBoundedLoad>,
+    #[serde(default)]
+    pub(super) placement: Option<RawPlacement>,
 }
 
 #[derive(Deserialize)]
@@ -30,6 +32,19 @@ pub(super) struct RawBoundedLoad {
     pub(super) factor: f64,
     #[serde(default)]
     pub(super) spill_unpinned_keys: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlacement {
+    pub(super) algorithm: RawAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawAlgorithm {
+    Ring,
+    Rendezvous,
 }
 
 #[derive(Deserialize)]

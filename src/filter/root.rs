@@ -123,7 +123,12 @@ impl Root {
         if membership.generation == self.generation {
             return;
         }
-        match base.with_hosts(membership.hosts.clone()) {
+        // From the placement in use: a membership change costs what it moves (README "Placement").
+        let applied = match &self.config {
+            Some(current) => base.with_hosts_after(membership.hosts.clone(), current),
+            None => base.with_hosts(membership.hosts.clone()),
+        };
+        match applied {
             Ok(config) => {
                 self.metrics.membership(membership.generation, config.hosts.len());
                 self.set_config(Rc::new(config));
@@ -207,8 +212,8 @@ impl Root {
             return;
         }
         let Some(keys) = self.keys.clone() else { return };
-        let hosts = match parsed.and_then(|hosts| match base.with_hosts(hosts.clone()) {
-            Ok(_) => Ok(hosts),
+        let hosts = match parsed.and_then(|hosts| match base.check_hosts(hosts.clone()) {
+            Ok(()) => Ok(hosts),
             Err(e) => Err(discovery::DiscoveryError(e.to_string())),
         }) {
             Ok(hosts) => hosts,
@@ -280,9 +285,10 @@ impl RootContext for Root {
         };
         let sources: Vec<&str> = config.sources.iter().map(|s| s.kind()).collect();
         info!(
-            "session-router v{VERSION}: {} hosts, {} ring points, sources [{}], target {} ({:?}, {} fallbacks), sticky cookie {}, health {}",
+            "session-router v{VERSION}: {} hosts, placement {} ({} points), sources [{}], target {} ({:?}, {} fallbacks), sticky cookie {}, health {}",
             config.hosts.len(),
-            config.ring.point_count(),
+            config.algorithm.name(),
+            config.placement.point_count(),
             sources.join(", "),
             config.target.header,
             config.target.encoding,

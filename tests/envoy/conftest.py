@@ -48,6 +48,18 @@ def require_wasm():
     return path
 
 
+def with_placement(request, filter_config):
+    """A module that runs its tests once per placement (an autouse fixture `placement`
+    parametrized with "ring" and "rendezvous") gets that placement in every filter config that
+    does not choose one itself."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    placement = params.get("placement")
+    if placement is None or filter_config is None or "placement" in filter_config \
+            or "vnodes_per_weight" in filter_config:
+        return filter_config
+    return {**filter_config, "placement": {"algorithm": placement}}
+
+
 @pytest.fixture
 def start_envoy(request, tmp_path):
     """Factory: start_envoy(mode, filter_config, upstream_addrs=None, *,
@@ -61,6 +73,7 @@ def start_envoy(request, tmp_path):
 
     def start(mode, filter_config, upstream_addrs=None, *, concurrency=2, log_level="warning",
               extra_args=(), edit=None):
+        filter_config = with_placement(request, filter_config)
         config = render_config(mode, require_wasm(), filter_config, upstream_addrs)
         if edit is not None:
             edit(config)

@@ -8,9 +8,16 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 import yaml
 from conftest import filter_counters as counters
 from conftest import http, wait_for
+
+
+@pytest.fixture(autouse=True, params=["ring", "rendezvous"])
+def placement(request):
+    """Every test here runs on both placements (README "Placement")."""
+    return request.param
 
 SECRET = "discovery-secret-0123456789abcdef0123"
 INTERVAL_MS = 300

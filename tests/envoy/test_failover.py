@@ -12,6 +12,12 @@ import pytest
 from conftest import filter_counters as counters
 from conftest import http, wait_for
 
+
+@pytest.fixture(autouse=True, params=["ring", "rendezvous"])
+def placement(request):
+    """Every test here runs on both placements (README "Placement")."""
+    return request.param
+
 SECRET = "failover-secret-0123456789abcdef0123"
 IDS = ["backend-a", "backend-b", "backend-c", "backend-d"]
 PASSIVE = {"consecutive_failures": 3, "ejection_seconds": 30}
@@ -309,7 +315,8 @@ def _route_timeout(timeout):
 
 
 @pytest.mark.parametrize("fault, status", [("timeout", 504), ("reset", 503)])
-def test_envoy_response_flags_for_injected_faults_count_as_host_failures(upstreams, start_envoy, fault, status):
+def test_envoy_response_flags_for_injected_faults_count_as_host_failures(upstreams, start_envoy, fault, status,
+                                                                        placement):
     """Proves the response-flag bits the filter reads on this Envoy: upstream timeout (UT, when
     `eject_on` lists "timeout") and connection reset/termination (UR/UC, by default) eject the
     host; connection failure (UF) is proven by test_backend_killed_under_load."""
@@ -320,7 +327,8 @@ def test_envoy_response_flags_for_injected_faults_count_as_host_failures(upstrea
     cfg["hosts"].append({"address": bad, "id": IDS[2]})
     try:
         envoy = start_envoy("original_dst", cfg, edit=_route_timeout("0.3s"))
-        key = "carol"  # on backend-c (the faulty host) per the golden table in tests/ring.rs
+        # On backend-c (the faulty host) per the golden tables in tests/ring.rs and tests/placement.rs.
+        key = {"ring": "carol", "rendezvous": "alice"}[placement]
         codes = [served_by(envoy, [("x-user-id", key)])[0] for _ in range(PASSIVE["consecutive_failures"])]
         assert codes == [status] * PASSIVE["consecutive_failures"]
         assert counters(envoy).get("session_router.health.ejections", 0) == 1

@@ -33,14 +33,26 @@ GOLDEN = {
     "erin": "backend-a", "frank": "backend-c", "grace": "backend-c", "heidi": "backend-b",
     "ivan": "backend-c", "judy": "backend-b",
 }
+# The same for the rendezvous placement, shared with tests/placement.rs
+# (rendezvous_golden_placement_shared_with_the_wasm_test), with each key's full preference order
+# (owner, then the fallbacks), which is also its failover order.
+GOLDEN_RENDEZVOUS = {
+    "alice": ["backend-c", "backend-a", "backend-b"], "bob": ["backend-a", "backend-c", "backend-b"],
+    "carol": ["backend-a", "backend-c", "backend-b"], "dave": ["backend-a", "backend-b", "backend-c"],
+    "erin": ["backend-a", "backend-b", "backend-c"], "frank": ["backend-a", "backend-b", "backend-c"],
+    "grace": ["backend-b", "backend-a", "backend-c"], "heidi": ["backend-b", "backend-c", "backend-a"],
+    "ivan": ["backend-a", "backend-b", "backend-c"], "judy": ["backend-c", "backend-b", "backend-a"],
+}
 IDS = ["backend-a", "backend-b", "backend-c"]
 
 
-def filter_config(mode, ups, sources=SOURCES, sticky=True, **sticky_extra):
+def filter_config(mode, ups, sources=SOURCES, sticky=True, placement="ring", **sticky_extra):
+    # The tests below name hosts from the ring's golden table, so they pin the ring unless told.
     config = {
         "hosts": [{"address": u.addr, "id": IDS[i]} for i, u in enumerate(ups)],
         "sources": sources,
         "target": TARGET[mode],
+        "placement": {"algorithm": placement},
     }
     if sticky:
         config["sticky_cookie"] = {
@@ -149,6 +161,20 @@ def test_3_7_wasm_placement_matches_the_native_golden_table(stack, mode):
     by_id = dict(zip(IDS, [u.name for u in ups]))
     for key, host_id in GOLDEN.items():
         assert get(envoy, headers=[("x-user-id", key)])[2]["name"] == by_id[host_id], key
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_3_7_wasm_rendezvous_placement_matches_the_native_golden_table(stack, mode):
+    envoy, ups, _ = stack(mode, sticky=False, placement="rendezvous")
+    by_id = dict(zip(IDS, [u.name for u in ups]))
+    addr_by_id = dict(zip(IDS, [u.addr for u in ups]))
+    for key, order in GOLDEN_RENDEZVOUS.items():
+        _, _, body = get(envoy, headers=[("x-user-id", key)])
+        assert body["name"] == by_id[order[0]], key
+        if mode == "override_host":
+            # Two fallbacks: the rest of the key's preference order, in order.
+            seen = decode_target(target_seen(body, mode), mode).split(",")
+            assert seen == [addr_by_id[h] for h in order], key
 
 
 def test_3_source_order_decides_and_expired_jwt_is_skipped(stack):

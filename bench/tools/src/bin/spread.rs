@@ -1,12 +1,13 @@
-//! Spread and movement of session-router's ring, natively, on the bench's session keys.
+//! Spread and movement of session-router's placements, natively, on the bench's session keys.
 //!
 //! `spread keys N FILE` writes session keys 0..N, one a line (what bench/run.sh sends through
 //! Envoy).
 //!
-//! `spread run SCENARIOS N VNODES[,VNODES…]` reads scenarios, one a line:
+//! `spread run SCENARIOS N PLACEMENT[,PLACEMENT…]` reads scenarios, one a line:
 //!   `name|add_address=weight|remove_address|address=weight,address=weight,…`
-//! and for every scenario and vnodes value compiles the filter's own `Config` (hosts sorted by
-//! id, `weight × vnodes` points each), places keys 0..N, and prints one JSON object a line:
+//! and for every scenario and placement (a number: the ring with that many vnodes per weight;
+//! `rendezvous`: the rendezvous table) compiles the filter's own `Config`, places keys 0..N, and
+//! prints one JSON object a line:
 //! per-host counts (in the scenario's host order), keys moved when the extra host is added and
 //! when the named host is removed, the optimum for each, points, memory, and build time.
 
@@ -14,6 +15,7 @@ use std::time::Instant;
 
 use session_router::config::Config;
 use session_router::murmur3::hash64;
+use session_router::rendezvous::Rendezvous;
 use session_router::ring::Ring;
 use session_router_bench_tools::session_key;
 
@@ -47,12 +49,18 @@ fn parse(line: &str) -> Scenario {
     }
 }
 
+/// `vnodes` 0: the rendezvous table.
 fn config(hosts: &[(String, u32)], vnodes: u32) -> Config {
     let list: Vec<String> =
         hosts.iter().map(|(a, w)| format!(r#"{{"address":"{a}","weight":{w}}}"#)).collect();
+    let placement = if vnodes == 0 {
+        r#""placement":{"algorithm":"rendezvous"}"#.to_owned()
+    } else {
+        format!(r#""placement":{{"algorithm":"ring"}},"vnodes_per_weight":{vnodes}"#)
+    };
     let json = format!(
         r#"{{"hosts":[{}],"sources":[{{"type":"cookie","name":"sid"}}],
-            "target":{{"header":"x-gateway-destination-endpoint"}},"vnodes_per_weight":{vnodes}}}"#,
+            "target":{{"header":"x-gateway-destination-endpoint"}},{placement}}}"#,
         list.join(",")
     );
     Config::parse(json.as_bytes(), |_| None).unwrap_or_else(|e| die(&format!("config: {e}")))
@@ -60,7 +68,7 @@ fn config(hosts: &[(String, u32)], vnodes: u32) -> Config {
 
 /// Owner id of every hash.
 fn place<'a>(cfg: &'a Config, hashes: &[u64]) -> Vec<&'a str> {
-    hashes.iter().map(|&h| cfg.hosts[cfg.ring.owner(h)].id.as_str()).collect()
+    hashes.iter().map(|&h| cfg.hosts[cfg.placement.owner(h)].id.as_str()).collect()
 }
 
 fn build_ms(hosts: &[(String, u32)], vnodes: u32) -> f64 {
@@ -69,10 +77,14 @@ fn build_ms(hosts: &[(String, u32)], vnodes: u32) -> f64 {
     (0..3)
         .map(|_| {
             let t = Instant::now();
-            let ring = Ring::build(sorted.iter().map(|(id, w)| (id.as_bytes(), w * vnodes)));
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            std::hint::black_box(ring).ok();
-            ms
+            if vnodes == 0 {
+                let table = Rendezvous::build(sorted.iter().map(|(id, w)| (id.as_bytes(), *w)));
+                std::hint::black_box(table).ok();
+            } else {
+                let ring = Ring::build(sorted.iter().map(|(id, w)| (id.as_bytes(), w * vnodes)));
+                std::hint::black_box(ring).ok();
+            }
+            t.elapsed().as_secs_f64() * 1e3
         })
         .fold(f64::INFINITY, f64::min)
 }
@@ -81,8 +93,10 @@ fn run(scenarios_file: &str, n: u64, vnodes_list: &str) {
     let text =
         std::fs::read_to_string(scenarios_file).unwrap_or_else(|e| die(&format!("{scenarios_file}: {e}")));
     let scenarios: Vec<Scenario> = text.lines().filter(|l| !l.trim().is_empty()).map(parse).collect();
-    let vnodes: Vec<u32> =
-        vnodes_list.split(',').map(|v| v.parse().unwrap_or_else(|_| die("bad vnodes"))).collect();
+    let vnodes: Vec<u32> = vnodes_list
+        .split(',')
+        .map(|v| if v == "rendezvous" { 0 } else { v.parse().unwrap_or_else(|_| die("bad placement")) })
+        .collect();
     let hashes: Vec<u64> = (0..n).map(|k| hash64(session_key(k).as_bytes())).collect();
     for s in &scenarios {
         for &v in &vnodes {
@@ -114,17 +128,18 @@ fn run(scenarios_file: &str, n: u64, vnodes_list: &str) {
             let counts: Vec<String> = counts.iter().map(usize::to_string).collect();
             let weights: Vec<String> = s.hosts.iter().map(|h| h.1.to_string()).collect();
             println!(
-                "{{\"scenario\":\"{}\",\"vnodes\":{v},\"keys\":{n},\"hosts\":{},\"weights\":[{}],\"counts\":[{}],\
+                "{{\"scenario\":\"{}\",\"placement\":\"{}\",\"vnodes\":{v},\"keys\":{n},\"hosts\":{},\"weights\":[{}],\"counts\":[{}],\
                  \"moved_add\":{moved_add},\"add_optimum\":{add_optimum:.1},\"moved_add_elsewhere\":{moved_add_elsewhere},\
                  \"moved_remove\":{moved_remove},\"remove_optimum\":{remove_optimum},\
                  \"moved_remove_elsewhere\":{moved_remove_elsewhere},\
                  \"points\":{},\"memory_bytes\":{},\"build_ms\":{:.3}}}",
                 s.name,
+                if v == 0 { "rendezvous" } else { "ring" },
                 s.hosts.len(),
                 weights.join(","),
                 counts.join(","),
-                base.ring.point_count(),
-                base.ring.memory_bytes(),
+                base.placement.point_count(),
+                base.placement.memory_bytes(),
                 build_ms(&s.hosts, v),
             );
         }
@@ -146,6 +161,6 @@ fn main() {
             std::fs::write(&path, text).unwrap_or_else(|e| die(&format!("{path}: {e}")));
         }
         Some("run") => run(&get(2), get(3).parse().unwrap_or_else(|_| die("bad N")), &get(4)),
-        _ => die("usage: spread keys N FILE | spread run SCENARIOS N VNODES[,VNODES…]"),
+        _ => die("usage: spread keys N FILE | spread run SCENARIOS N PLACEMENT[,PLACEMENT…] (vnodes or rendezvous)"),
     }
 }

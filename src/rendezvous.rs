@@ -1,0 +1,529 @@
+//! Weighted rendezvous (highest-random-weight) placement, served from a table of its winners.
+//!
+//! The 64-bit circle is cut into [`SLOTS`] = 2^20 equal slots (a key's slot is the top 20 bits
+//! of its point). Every host ranks every slot: host `h` with weight `w` has `w` replicas, replica
+//! `j` holds a keyed pseudo-random permutation `P_hj` of the slots (three rounds of xor with a key,
+//! multiplication by an odd key and xor-shift, modulo 2^20; keys from
+//! `murmur3_x64_128(id ‖ 0x00 ‖ j as u32 LE)` with seed [`KEY_SEED`]), and `h`'s score at slot
+//! `s` is `min_j P_hj(s)`, lower is better. A slot belongs to the host with the lowest score,
+//! ties going to the lower host index (hosts are sorted by id, so that order does not depend on
+//! which other hosts exist). The second-lowest is where the slot goes if its owner leaves, and
+//! so on: that ranking is the failover and fallback order.
+//!
+//! Because a slot's ranking is a fixed order over host ids, the placement depends only on the set
+//! of `(id, weight)`: adding a host moves only slots it now wins, removing one moves only its own
+//! slots, and no slot ever moves between two hosts that stay. A host's expected share is its
+//! weight over the total weight (each replica is equally likely to hold the minimum).
+//!
+//! Everything is integer arithmetic, so native builds and the `.wasm` agree bit for bit.
+//!
+//! The table holds each slot's owner bit-packed (10 bits at 1,000 hosts: 1.25 MiB). Building it naively would score every
+//! slot for every host; instead every replica enumerates its own permutation in rank order
+//! (rank 0 first), round by round, and the first replica to reach a slot owns it (a round visits
+//! replicas in host-index order, so ties resolve as defined). After about `ln(replicas)` rounds
+//! per replica-share of slots, the few slots nobody reached yet are scored directly. A membership
+//! change starts from the previous table: slots of removed hosts are scored directly, added
+//! hosts enumerate their ranks up to the highest winning rank in the table and take the slots
+//! they win. Both paths give exactly the table a full scoring would give (tests compare them).
+
+use crate::murmur3::murmur3_x64_128;
+
+/// log2 of the slot count.
+pub const SLOT_BITS: u32 = 20;
+pub const SLOTS: usize = 1 << SLOT_BITS;
+const HALF_BITS: u32 = SLOT_BITS / 2;
+const ROUNDS: usize = 3;
+/// Seed of the murmur3 hash that keys a replica's permutation ("REND").
+pub const KEY_SEED: u32 = 0x5245_4e44;
+/// Marks a slot not yet assigned while building; never a host index (at most 10,000 hosts).
+const EMPTY: u16 = u16::MAX;
+/// Largest host count: indices are `u16` and [`EMPTY`] is reserved.
+pub const MAX_HOSTS: usize = u16::MAX as usize;
+/// Largest total weight (replicas): bounds build time, failover cost and key memory (32 bytes each).
+pub const MAX_REPLICAS: u64 = 65_536;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RendezvousError {
+    NoHosts,
+    TooManyHosts(usize),
+    NoWeight(usize),
+    TooMuchWeight(u64),
+}
+
+impl std::fmt::Display for RendezvousError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RendezvousError::NoHosts => write!(f, "the placement needs at least one host"),
+            RendezvousError::TooManyHosts(n) => {
+                write!(f, "{n} hosts, at most {MAX_HOSTS} fit the rendezvous table")
+            }
+            RendezvousError::NoWeight(i) => write!(f, "host {i} has weight 0"),
+            RendezvousError::TooMuchWeight(w) => {
+                write!(f, "total weight {w} is more than {MAX_REPLICAS} for the rendezvous placement")
+            }
+        }
+    }
+}
+
+/// One replica's permutation of the slots: three rounds of (xor a key, multiply by an odd
+/// constant modulo 2^20, xor-shift the high half into the low half), every step a bijection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replica {
+    /// xor keys, multipliers (odd) and their inverses modulo 2^20.
+    xors: [u32; ROUNDS],
+    muls: [u32; ROUNDS],
+    invs: [u32; ROUNDS],
+}
+
+const MASK: u32 = (1 << SLOT_BITS) - 1;
+
+/// The inverse of odd `m` modulo 2^32 (Newton's iteration doubles the correct bits each step).
+fn inverse(m: u32) -> u32 {
+    let mut y = m;
+    for _ in 0..5 {
+        y = y.wrapping_mul(2u32.wrapping_sub(m.wrapping_mul(y)));
+    }
+    y
+}
+
+impl Replica {
+    fn new(id: &[u8], replica: u32, buf: &mut Vec<u8>) -> Replica {
+        buf.clear();
+        buf.extend_from_slice(id);
+        buf.push(0);
+        buf.extend_from_slice(&replica.to_le_bytes());
+        let (h1, h2) = murmur3_x64_128(buf, KEY_SEED);
+        let mut state = h1 ^ h2.rotate_left(32);
+        let mut next = move || {
+            // splitmix64
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mut xors = [0u32; ROUNDS];
+        let mut muls = [0u32; ROUNDS];
+        let mut invs = [0u32; ROUNDS];
+        for i in 0..ROUNDS {
+            let z = next();
+            xors[i] = (z as u32) & MASK;
+            muls[i] = ((z >> 32) as u32 & MASK) | 1;
+            invs[i] = inverse(muls[i]) & MASK;
+        }
+        Replica { xors, muls, invs }
+    }
+
+    /// The replica's rank of `slot` (lower is better).
+    #[inline]
+    fn rank(&self, slot: u32) -> u32 {
+        let mut x = slot;
+        for i in 0..ROUNDS {
+            x ^= self.xors[i];
+            x = x.wrapping_mul(self.muls[i]) & MASK;
+            x ^= x >> HALF_BITS;
+        }
+        x
+    }
+
+    /// The slot this replica ranks `rank`-th (the inverse of [`Replica::rank`]).
+    #[inline]
+    fn slot_at(&self, rank: u32) -> u32 {
+        let mut x = rank & MASK;
+        for i in (0..ROUNDS).rev() {
+            x ^= x >> HALF_BITS;
+            x = x.wrapping_mul(self.invs[i]) & MASK;
+            x ^= self.xors[i];
+        }
+        x
+    }
+}
+
+#[derive(Clone)]
+pub struct Rendezvous {
+    /// Owner (host index) of each slot, bit-packed.
+    table: Packed,
+    /// Every host's replicas, grouped by host in index order.
+    replicas: Vec<Replica>,
+    /// Host `i`'s replicas are `replicas[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    /// `(id hash, weight)` per host, to tell which hosts a new membership keeps.
+    identity: Vec<(u64, u64, u32)>,
+    /// At least the highest winning score in `table`: an added host can win only below it.
+    bound: u32,
+}
+
+/// Slot owners packed at `bits` bits each (just enough for the host count): 1.25 MiB at
+/// 1,000 hosts, 512 KiB at 10.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Packed {
+    bits: u32,
+    /// One spare word at the end, so that a read may always touch two words.
+    words: Vec<u64>,
+}
+
+impl Packed {
+    fn new(owners: &[u16], hosts: usize) -> Packed {
+        let bits = (usize::BITS - hosts.saturating_sub(1).leading_zeros()).max(1);
+        let mut words = vec![0u64; (owners.len() * bits as usize).div_ceil(64) + 1];
+        for (slot, &owner) in owners.iter().enumerate() {
+            let at = slot * bits as usize;
+            let (word, offset) = (at / 64, (at % 64) as u32);
+            let value = u64::from(owner) & ((1 << bits) - 1);
+            if let Some(w) = words.get_mut(word) {
+                *w |= value << offset;
+            }
+            if offset + bits > 64
+                && let Some(w) = words.get_mut(word + 1)
+            {
+                *w |= value >> (64 - offset);
+            }
+        }
+        Packed { bits, words }
+    }
+
+    #[inline]
+    fn get(&self, slot: usize) -> u16 {
+        let at = slot * self.bits as usize;
+        let (word, offset) = (at / 64, (at % 64) as u32);
+        let lo = self.words.get(word).copied().unwrap_or(0) >> offset;
+        let hi =
+            if offset == 0 { 0 } else { self.words.get(word + 1).copied().unwrap_or(0) << (64 - offset) };
+        ((lo | hi) & ((1u64 << self.bits) - 1)) as u16
+    }
+}
+
+/// Equal placements: the same hosts and the same table (`bound` depends on the build path).
+impl PartialEq for Rendezvous {
+    fn eq(&self, other: &Rendezvous) -> bool {
+        self.identity == other.identity && self.table == other.table
+    }
+}
+
+impl Eq for Rendezvous {}
+
+impl std::fmt::Debug for Rendezvous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendezvous")
+            .field("hosts", &self.host_count())
+            .field("replicas", &self.replicas.len())
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a table was produced, for benchmarks and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildPath {
+    Full,
+    Incremental,
+}
+
+impl Rendezvous {
+    fn prepare<'a>(
+        hosts: impl ExactSizeIterator<Item = (&'a [u8], u32)>,
+    ) -> Result<Rendezvous, RendezvousError> {
+        let count = hosts.len();
+        if count == 0 {
+            return Err(RendezvousError::NoHosts);
+        }
+        if count > MAX_HOSTS {
+            return Err(RendezvousError::TooManyHosts(count));
+        }
+        let mut replicas = Vec::new();
+        let mut starts = Vec::with_capacity(count + 1);
+        let mut identity = Vec::with_capacity(count);
+        let mut buf = Vec::with_capacity(64);
+        let mut total = 0u64;
+        for (index, (id, weight)) in hosts.enumerate() {
+            if weight == 0 {
+                return Err(RendezvousError::NoWeight(index));
+            }
+            total += u64::from(weight);
+            if total > MAX_REPLICAS {
+                return Err(RendezvousError::TooMuchWeight(total));
+            }
+            starts.push(replicas.len() as u32);
+            for j in 0..weight {
+                replicas.push(Replica::new(id, j, &mut buf));
+            }
+            let (h1, h2) = murmur3_x64_128(id, 0);
+            identity.push((h1, h2, weight));
+        }
+        starts.push(replicas.len() as u32);
+        Ok(Rendezvous { table: Packed::default(), replicas, starts, identity, bound: 0 })
+    }
+
+    /// Builds the table from `(id, weight)` per host; a host's index is its position in `hosts`.
+    pub fn build<'a>(
+        hosts: impl ExactSizeIterator<Item = (&'a [u8], u32)>,
+    ) -> Result<Rendezvous, RendezvousError> {
+        let mut r = Self::prepare(hosts)?;
+        r.fill_full();
+        Ok(r)
+    }
+
+    /// The table for `hosts`, computed from `self` (the previous membership) where that is
+    /// cheaper than a full build. The result is identical to [`Rendezvous::build`].
+    pub fn rebuild<'a>(
+        &self,
+        hosts: impl ExactSizeIterator<Item = (&'a [u8], u32)>,
+    ) -> Result<(Rendezvous, BuildPath), RendezvousError> {
+        let mut next = Self::prepare(hosts)?;
+        if self.table.words.is_empty() {
+            next.fill_full();
+            return Ok((next, BuildPath::Full));
+        }
+        // Old index → new index for hosts kept with the same id and weight (both lists sorted
+        // by id, identities compared by a 128-bit id hash and the weight).
+        let mut remap = vec![EMPTY; self.identity.len()];
+        let mut kept = vec![false; next.identity.len()];
+        {
+            let mut by_identity: Vec<(u64, u64, u32, usize)> =
+                next.identity.iter().enumerate().map(|(i, &(a, b, w))| (a, b, w, i)).collect();
+            by_identity.sort_unstable();
+            for (old, &(a, b, w)) in self.identity.iter().enumerate() {
+                let at = by_identity.partition_point(|&(x, y, v, _)| (x, y, v) < (a, b, w));
+                if let Some(&(x, y, v, new)) = by_identity.get(at)
+                    && (x, y, v) == (a, b, w)
+                    && let Some(slot) = remap.get_mut(old)
+                {
+                    *slot = new as u16;
+                    if let Some(k) = kept.get_mut(new) {
+                        *k = true;
+                    }
+                }
+            }
+        }
+        let removed = remap.iter().filter(|&&n| n == EMPTY).count();
+        let added: Vec<usize> = kept.iter().enumerate().filter(|&(_, &k)| !k).map(|(i, _)| i).collect();
+        let added_weight: u64 = added.iter().map(|&i| u64::from(next.weight(i))).sum();
+        let new_replicas = next.replicas.len() as u64;
+        // Work estimates in replica-rank evaluations.
+        let removed_slots = SLOTS as u64 * removed as u64 / self.identity.len().max(1) as u64;
+        let incremental = removed_slots * new_replicas
+            + added_weight
+                * (u64::from(self.bound) + 1)
+                * (1 + new_replicas / self.identity.len().max(1) as u64);
+        let full = SLOTS as u64 * (ln_approx(new_replicas) + 2);
+        if incremental >= full {
+            next.fill_full();
+            return Ok((next, BuildPath::Full));
+        }
+        let mut owners: Vec<u16> =
+            (0..SLOTS).map(|s| remap.get(usize::from(self.table.get(s))).copied().unwrap_or(EMPTY)).collect();
+        next.bound = self.bound;
+        for slot in 0..SLOTS as u32 {
+            if owners.get(slot as usize) == Some(&EMPTY) {
+                let (score, host) = next.best(slot);
+                next.bound = next.bound.max(score);
+                if let Some(o) = owners.get_mut(slot as usize) {
+                    *o = host;
+                }
+            }
+        }
+        for &host in &added {
+            let range = next.replica_range(host);
+            for rep in range {
+                let Some(&replica) = next.replicas.get(rep) else { continue };
+                for rank in 0..=next.bound.min(SLOTS as u32 - 1) {
+                    let slot = replica.slot_at(rank);
+                    let Some(&owner) = owners.get(slot as usize) else { continue };
+                    let owner_score = next.score(usize::from(owner), slot);
+                    if (rank, host) < (owner_score, usize::from(owner))
+                        && let Some(o) = owners.get_mut(slot as usize)
+                    {
+                        *o = host as u16;
+                    }
+                }
+            }
+        }
+        next.table = Packed::new(&owners, next.host_count());
+        Ok((next, BuildPath::Incremental))
+    }
+
+    fn weight(&self, host: usize) -> u32 {
+        self.identity.get(host).map_or(0, |&(_, _, w)| w)
+    }
+
+    fn replica_range(&self, host: usize) -> std::ops::Range<usize> {
+        let start = self.starts.get(host).copied().unwrap_or(0) as usize;
+        let end = self.starts.get(host + 1).copied().unwrap_or(0) as usize;
+        start..end.max(start)
+    }
+
+    /// Host `host`'s score at `slot`: its best replica rank.
+    #[inline]
+    fn score(&self, host: usize, slot: u32) -> u32 {
+        let range = self.replica_range(host);
+        self.replicas
+            .get(range)
+            .map_or(u32::MAX, |reps| reps.iter().map(|r| r.rank(slot)).min().unwrap_or(u32::MAX))
+    }
+
+    /// Every host's `(score << 16) | host` at `slot`, in host order (keys are distinct, and
+    /// ordering them orders hosts by score, ties to the lower index).
+    fn keys_into(&self, slot: u32, out: &mut Vec<u64>) {
+        out.clear();
+        if self.replicas.len() == self.identity.len() {
+            // Every weight is 1: one replica per host, scored independently (the CPU overlaps them).
+            out.extend(
+                self.replicas.iter().enumerate().map(|(h, r)| (u64::from(r.rank(slot)) << 16) | h as u64),
+            );
+        } else {
+            out.extend((0..self.host_count()).map(|h| (u64::from(self.score(h, slot)) << 16) | h as u64));
+        }
+    }
+
+    /// The lowest `(score, host)` at `slot`, scoring every replica.
+    fn best(&self, slot: u32) -> (u32, u16) {
+        let best = if self.replicas.len() == self.identity.len() {
+            self.replicas.iter().enumerate().map(|(h, r)| (u64::from(r.rank(slot)) << 16) | h as u64).min()
+        } else {
+            (0..self.host_count()).map(|h| (u64::from(self.score(h, slot)) << 16) | h as u64).min()
+        };
+        best.map_or((u32::MAX, 0), |k| ((k >> 16) as u32, (k & 0xffff) as u16))
+    }
+
+    fn fill_full(&mut self) {
+        let mut owners = vec![EMPTY; SLOTS];
+        let n = self.replicas.len() as u64;
+        // ~ln(n) slot-shares per replica leave ~1/n of the slots for direct scoring, which
+        // balances the two costs; the result does not depend on this choice.
+        let rounds = (SLOTS as u64 * ln_approx(n) / n.max(1)).clamp(1, SLOTS as u64) as u32;
+        let mut hosts_of = Vec::with_capacity(self.replicas.len());
+        for host in 0..self.host_count() {
+            for _ in self.replica_range(host) {
+                hosts_of.push(host as u16);
+            }
+        }
+        // Which slots are taken, as a bitset (128 KiB, cache-resident where the table is not).
+        let mut taken = vec![0u64; SLOTS / 64];
+        let mut filled = 0usize;
+        for rank in 0..rounds {
+            for (replica, &host) in self.replicas.iter().zip(&hosts_of) {
+                let slot = replica.slot_at(rank) as usize;
+                let bit = 1u64 << (slot % 64);
+                if let Some(word) = taken.get_mut(slot / 64)
+                    && *word & bit == 0
+                {
+                    *word |= bit;
+                    if let Some(o) = owners.get_mut(slot) {
+                        *o = host;
+                    }
+                    filled += 1;
+                }
+            }
+            if filled == SLOTS {
+                break;
+            }
+        }
+        let mut bound = rounds.saturating_sub(1);
+        for slot in 0..SLOTS as u32 {
+            if owners.get(slot as usize) == Some(&EMPTY) {
+                let (score, host) = self.best(slot);
+                bound = bound.max(score);
+                if let Some(o) = owners.get_mut(slot as usize) {
+                    *o = host;
+                }
+            }
+        }
+        self.bound = bound;
+        self.table = Packed::new(&owners, self.host_count());
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.identity.len()
+    }
+
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Heap bytes the placement holds (table, replica keys, per-host bookkeeping).
+    pub fn memory_bytes(&self) -> usize {
+        self.table.words.capacity() * 8
+            + self.replicas.capacity() * std::mem::size_of::<Replica>()
+            + self.starts.capacity() * 4
+            + self.identity.capacity() * std::mem::size_of::<(u64, u64, u32)>()
+    }
+
+    #[inline]
+    pub fn slot(point: u64) -> u32 {
+        (point >> (64 - SLOT_BITS)) as u32
+    }
+
+    /// The host owning `point`: one table read. Does not allocate.
+    #[inline]
+    pub fn owner(&self, point: u64) -> usize {
+        usize::from(self.table.get(Self::slot(point) as usize))
+    }
+
+    /// The owner of `point` computed by scoring every host, without the table (for tests).
+    pub fn owner_by_scoring(&self, point: u64) -> usize {
+        usize::from(self.best(Self::slot(point)).1)
+    }
+
+    /// Distinct hosts in `point`'s ranking: the owner, then where the key would go if each
+    /// host before it left. The owner comes from the table; the first step past it scores every
+    /// replica (O(total weight)) and each further step scans the hosts once.
+    pub fn walk(&self, point: u64) -> Walk<'_> {
+        Walk { placement: self, slot: Self::slot(point), owner: None, scores: Vec::new(), last: None }
+    }
+}
+
+/// Integer ceil(ln(n)) for n ≥ 1, good enough for work estimates.
+fn ln_approx(n: u64) -> u64 {
+    // ln(n) = log2(n) × ln 2 ≈ bits × 0.693
+    let bits = 64 - u64::from(n.max(1).leading_zeros());
+    (bits * 693).div_ceil(1000).max(1)
+}
+
+/// Iterator over a slot's hosts, best first.
+pub struct Walk<'a> {
+    placement: &'a Rendezvous,
+    slot: u32,
+    owner: Option<usize>,
+    /// `(score << 16 | host)` per host, filled on the first step past the owner.
+    scores: Vec<u64>,
+    last: Option<u64>,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let p = self.placement;
+        let Some(owner) = self.owner else {
+            if p.table.words.is_empty() {
+                return None;
+            }
+            let owner = usize::from(p.table.get(self.slot as usize));
+            self.owner = Some(owner);
+            return Some(owner);
+        };
+        if self.scores.is_empty() {
+            p.keys_into(self.slot, &mut self.scores);
+            self.last = self.scores.get(owner).copied();
+        }
+        let last = self.last?;
+        let next = self.scores.iter().copied().filter(|&k| k > last).min()?;
+        self.last = Some(next);
+        Some((next & 0xffff) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_round_trips() {
+        let mut buf = Vec::new();
+        let r = Replica::new(b"host", 3, &mut buf);
+        for s in (0..SLOTS as u32).step_by(997) {
+            assert_eq!(r.slot_at(r.rank(s)), s);
+            assert_eq!(r.rank(r.slot_at(s)), s);
+        }
+    }
+}
