@@ -394,7 +394,7 @@ def test_per_host_counters_and_a_garbage_flood_does_not_flood_the_log(stack):
 def test_the_documented_stats_tags_rule_turns_host_counters_into_a_label(upstreams, start_envoy):
     ups = upstreams(3)
     rule = {"tag_name": "session_router_host",
-            "regex": r"^wasmcustom\.session_router\.host\.(([^.]+)\.)routed$"}  # as in the README
+            "regex": r"^wasmcustom\.session_router\.host\.(([^.]+)\.)(?:routed|spilled)$"}  # as in the README
 
     def edit(config):
         config["stats_config"] = {"stats_tags": [rule]}

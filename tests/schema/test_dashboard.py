@@ -23,7 +23,11 @@ README_PROM_NAME = re.compile(r"`(session_router_[a-z0-9_]*[a-z0-9])(\{[^`]*\})?
 NAME_REGEX = re.compile(r'__name__=~"([^"]+)"')
 # The per-host counters as README describes them (`session_router.host.<id>.routed`, <id> with every
 # character outside [A-Za-z0-9_-] replaced by `_`), as Prometheus names them (`-` becomes `_` too).
-PER_HOST_EXAMPLES = ["session_router_host_10_0_0_1_8080_routed", "session_router_host_backend_a_routed"]
+# Two per-host families: `routed`, and `spilled` (bounded load).
+PER_HOST_FAMILIES = ("routed", "spilled")
+PER_HOST_EXAMPLES = {f: [f"session_router_host_10_0_0_1_8080_{f}", f"session_router_host_backend_a_{f}"]
+                     for f in PER_HOST_FAMILIES}
+TAGGED_NAMES = {f"session_router_host_{f}" for f in PER_HOST_FAMILIES}  # with README's stats_tags rule
 
 
 def metric_names(expr: str) -> list[str]:
@@ -103,7 +107,10 @@ def test_every_queried_metric_is_documented_and_used_by_its_type():
     for title, expr in exprs(dashboard()):
         for pattern in NAME_REGEX.findall(expr):
             family = re.compile(pattern)
-            assert all(family.fullmatch(n) for n in PER_HOST_EXAMPLES), f"{title}: {pattern} is not the per-host family"
+            fits = [f for f, names in PER_HOST_EXAMPLES.items() if all(family.fullmatch(n) for n in names)]
+            assert len(fits) == 1, f"{title}: {pattern} is not exactly one per-host family"
+            others = [n for f, names in PER_HOST_EXAMPLES.items() if f != fits[0] for n in names]
+            assert not any(family.fullmatch(n) for n in others), f"{title}: {pattern} matches another family"
             assert not any(family.fullmatch(n) for n in documented), f"{title}: {pattern} also matches {documented}"
             assert "rate(label_replace(" in expr, f"{title}: per-host counters must be rate()d"
         for name in metric_names(expr):
@@ -134,6 +141,7 @@ def test_real_envoy_exports_every_queried_metric(tmp_path, tagged):
         "sources": [{"type": "source_ip"}],
         "sticky_cookie": {"name": "srv", "ttl_seconds": 60, "secret": TEST_SECRET},
         "target": {"header": "x-envoy-original-dst-host"},
+        "bounded_load": {"factor": 1.25},  # defines the per-host `spilled` counters too
     })
     rendered = render_envoy_config(filter_json, wasm)
     if tagged:
@@ -156,19 +164,22 @@ def test_real_envoy_exports_every_queried_metric(tmp_path, tagged):
         log.close()
     exported = dict(re.findall(r"^# TYPE (session_router_[a-z0-9_-]+) (counter|gauge)$", scrape, re.MULTILINE))
     documented = documented_metrics()
-    per_host = {n for n in exported if n.startswith("session_router_host_") and n != "session_router_host_routed"}
+    per_host = {n for n in exported if n.startswith("session_router_host_") and n not in TAGGED_NAMES}
     for title, expr in exprs(dashboard()):
         for name in metric_names(expr):
-            if name == "session_router_host_routed" and not tagged:
+            if name in TAGGED_NAMES and not tagged:
                 continue  # exists only with the tag rule
             assert exported.get(name) == documented[name], f"{title}: {name}: Envoy exports {exported.get(name)}"
         for pattern in NAME_REGEX.findall(expr):
             matched = {n for n in exported if re.fullmatch(pattern, n)}
-            assert matched == (set() if tagged else per_host) and all(exported[n] == "counter" for n in matched)
+            (family,) = [f for f in PER_HOST_FAMILIES if pattern.endswith(f"_{f}")]
+            expected = set() if tagged else {n for n in per_host if n.endswith(f"_{family}")}
+            assert matched == expected and all(exported[n] == "counter" for n in matched), (title, matched)
     if tagged:
-        assert re.search(r'^session_router_host_routed\{session_router_host="backend-a"\} ', scrape, re.MULTILINE)
-    else:
-        assert per_host == {"session_router_host_backend_a_routed", "session_router_host_127_0_0_1_2_routed"}  # Prometheus names: - becomes _
+        for family in PER_HOST_FAMILIES:
+            assert re.search(rf'^session_router_host_{family}\{{session_router_host="backend-a"\}} ', scrape, re.MULTILINE)
+    else:  # Prometheus names: - becomes _
+        assert per_host == {f"session_router_host_{h}_{f}" for h in ("backend_a", "127_0_0_1_2") for f in PER_HOST_FAMILIES}
 
 
 def _scrape(admin_file: Path, proc, tmp_path) -> str:
