@@ -452,8 +452,8 @@ class Soak:
             f"filter counters     pinned {f.get('decision.pinned')}, hashed {f.get('decision.hashed')}, new {f.get('decision.new')}, "
             f"failover {f.get('decision.failover')}, cookies issued {f.get('cookie.issued')}, rejected {f.get('cookie.rejected')}, "
             f"ejections {f.get('health.ejections')}, recoveries {f.get('health.recoveries')}",
-            "shared data         keys session_router.health.v1 (health table: written on the ejection/recovery above), "
-            "session_router.lease.v1 and session_router.membership.v1 (unused: no active health, no discovery here)",
+            "shared data         keys session_router.v2.<scope>.health (health table: written on the ejection/recovery "
+            "above), .lease, .generation and .membership (idle: no active health, no discovery here)",
         ]
         problems = []
         if outside:
