@@ -324,3 +324,44 @@ def wait_for(predicate, timeout, step=0.05):
             return True
         time.sleep(step)
     return False
+
+
+def static_cluster(name, address):
+    """A STATIC cluster `name` with one endpoint at `address` ("ip:port")."""
+    host, port = address.rsplit(":", 1)
+    return {"name": name, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
+        "cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}]}]}}
+
+
+def write_eds(path, cluster, addrs):
+    """Atomically replace the EDS file Envoy watches (write, then rename into place); each
+    endpoint's hostname `pod-<port>` becomes its host id."""
+    resource = {
+        "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+        "cluster_name": cluster,
+        "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"hostname": f"pod-{a.rsplit(':', 1)[1]}", "address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": int(a.rsplit(":", 1)[1])}}}} for a in addrs]}],
+    }
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump({"resources": [resource]}))
+    os.rename(tmp, path)
+
+
+class RegistryHandler(BaseHTTPRequestHandler):
+    """A fake registry (Consul): answers every GET with `server.answer` = (status, body bytes)
+    and counts them in `server.hits`."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        status, body = self.server.answer
+        self.server.hits += 1
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass

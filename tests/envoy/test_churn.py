@@ -3,39 +3,16 @@ admin API (`envoy_admin` discovery), hosts replaced one by one — each failing 
 it leaves, as a replaced pod does — and afterwards a backend killed under load is ejected as on
 day one, while the shared health table holds only current hosts."""
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import yaml
 from conftest import filter_counters as counters
 from conftest import http, wait_for
+from harness import static_cluster, write_eds  # noqa: F401 (re-exported to test_two_plugins, soak)
 
 INTERVAL_MS = 200
 ROUNDS = 20
-
-
-def static_cluster(name, address):
-    host, port = address.rsplit(":", 1)
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
-        "cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}]}]}}
-
-
-def write_eds(path, cluster, addrs):
-    """Atomically replace the EDS file Envoy watches (write, then rename into place); each
-    endpoint's hostname `pod-<port>` becomes its host id."""
-    resource = {
-        "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-        "cluster_name": cluster,
-        "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"hostname": f"pod-{a.rsplit(':', 1)[1]}", "address": {"socket_address": {
-                "address": "127.0.0.1", "port_value": int(a.rsplit(":", 1)[1])}}}} for a in addrs]}],
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump({"resources": [resource]}))
-    os.rename(tmp, path)
 
 
 def eds_cluster(name, path, template):

@@ -6,12 +6,13 @@ import os
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 import yaml
 from conftest import filter_counters as counters
 from conftest import http, wait_for
+from harness import RegistryHandler, static_cluster, write_eds
 
 
 @pytest.fixture(autouse=True, params=["ring", "rendezvous"])
@@ -27,27 +28,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def static_cluster(name, address):
-    host, port = address.rsplit(":", 1)
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
-        "cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}]}]}}
-
-
-def write_eds(path, addrs):
-    """Atomically replace the EDS file Envoy watches (hostnames give the hosts stable ids)."""
-    resource = {
-        "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-        "cluster_name": "backends",
-        "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"hostname": f"pod-{a.rsplit(':', 1)[1]}", "address": {"socket_address": {
-                "address": "127.0.0.1", "port_value": int(a.rsplit(":", 1)[1])}}}} for a in addrs]}],
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump({"resources": [resource]}))
-    os.rename(tmp, path)
 
 
 def filter_config(seed, discovery):
@@ -79,7 +59,7 @@ def test_follows_an_eds_cluster_through_envoy_admin(upstreams, start_envoy, tmp_
     ups = upstreams(5)
     eds = tmp_path / "eds" / "backends.yaml"
     eds.parent.mkdir()
-    write_eds(eds, [u.addr for u in ups[:3]])
+    write_eds(eds, "backends", [u.addr for u in ups[:3]])
     admin_port = free_port()
 
     def edit(config):
@@ -104,7 +84,7 @@ def test_follows_an_eds_cluster_through_envoy_admin(upstreams, start_envoy, tmp_
 
     # Scale up 3 → 5.
     started = time.monotonic()
-    write_eds(eds, [u.addr for u in ups])
+    write_eds(eds, "backends", [u.addr for u in ups])
     assert wait_for(lambda: counters(envoy).get("session_router.membership.hosts") == 5, 2 * INTERVAL_MS / 1000 + 1)
     followed = time.monotonic() - started
     time.sleep(INTERVAL_MS / 1000)
@@ -115,7 +95,7 @@ def test_follows_an_eds_cluster_through_envoy_admin(upstreams, start_envoy, tmp_
     assert 0.25 <= moved <= 0.55, f"{moved:.3f} of hashed sessions moved (optimal 0.40)"
 
     # Scale down 5 → 3: only the removed hosts' sessions move.
-    write_eds(eds, [u.addr for u in ups[:3]])
+    write_eds(eds, "backends", [u.addr for u in ups[:3]])
     assert wait_for_membership(envoy, 3, 2 * INTERVAL_MS / 1000 + 1)
     down, pinned_down = snapshot(envoy, keys, cookies)
     removed = {ups[3].name, ups[4].name}
@@ -128,23 +108,6 @@ def test_follows_an_eds_cluster_through_envoy_admin(upstreams, start_envoy, tmp_
     assert counters(envoy)["session_router.membership.generation"] >= 3
 
 
-class Registry(BaseHTTPRequestHandler):
-    """A fake Consul: serves whatever `server.answer` holds at /v1/health/service/web."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        status, body = self.server.answer
-        self.server.hits += 1
-        self.send_response(status)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def consul(addrs):
     return (200, json.dumps([
         {"Node": {"Node": f"n{i}", "Address": "127.0.0.1"},
@@ -155,7 +118,7 @@ def consul(addrs):
 
 def test_follows_a_consul_registry_and_survives_bad_answers(upstreams, start_envoy):
     ups = upstreams(4)
-    registry = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    registry = ThreadingHTTPServer(("127.0.0.1", 0), RegistryHandler)
     registry.answer, registry.hits = consul([u.addr for u in ups[:3]]), 0
     threading.Thread(target=registry.serve_forever, daemon=True).start()
     reg_addr = f"127.0.0.1:{registry.server_address[1]}"

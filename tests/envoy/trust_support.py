@@ -4,9 +4,9 @@
 import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from harness import Upstream, _EchoHandler
+from harness import RegistryHandler, Upstream, _EchoHandler, static_cluster  # noqa: F401
 
 
 class LoopbackUpstream(Upstream):
@@ -29,26 +29,11 @@ class LoopbackUpstream(Upstream):
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
 
-class _Registry(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        status, body = self.server.answer
-        self.server.hits += 1
-        self.send_response(status)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 class Registry:
     """A fake Consul on 127.0.0.1 answering /v1/health/service/<anything> with `entries`."""
 
     def __init__(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), RegistryHandler)
         self.server.hits = 0
         self.set([])
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -77,8 +62,3 @@ def free_port():
         return s.getsockname()[1]
 
 
-def static_cluster(name, address):
-    host, port = address.rsplit(":", 1)
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
-        "cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}]}]}}
