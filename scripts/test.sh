@@ -14,6 +14,8 @@ if [ -z "${SKIP_LINT:-}" ]; then
   step "cargo clippy (native and wasm32-wasip1)"
   cargo clippy --all-targets -- -D warnings
   cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+  step "layering: only src/filter/ calls proxy-wasm; no import cycle in the core"
+  python3 scripts/check-layering.py
 fi
 
 step "native tests"

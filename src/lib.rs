@@ -1,8 +1,11 @@
 //! session-router: session-aware routing for Envoy and Istio as a proxy-wasm HTTP filter.
 //!
-//! The pure core ([`config`], [`ring`], [`router`], [`sticky`], [`cookie`], [`jwt`], [`query`],
-//! [`murmur3`]) never calls proxy-wasm and is tested natively; [`filter`] is the host glue.
+//! Everything outside [`filter`] is the pure core: it never calls proxy-wasm, takes time and
+//! randomness as arguments, and is tested natively. [`filter`] is the host glue: it reads what the
+//! core asks for, calls it and applies its decisions. `scripts/check-layering.py` (run by
+//! `scripts/test.sh`) fails when core code names proxy-wasm or the core's imports form a cycle.
 
+pub mod admission;
 pub mod bounded;
 pub mod clock;
 pub mod config;
@@ -11,13 +14,14 @@ pub mod discovery;
 pub mod filter;
 pub mod health;
 pub mod jwt;
-pub mod metrics;
+pub mod metric_names;
 pub mod murmur3;
+pub mod outcome;
 pub mod placement;
 pub mod query;
 pub mod rendezvous;
+pub mod request;
 pub mod ring;
 pub mod router;
 pub mod scope;
-pub mod shared;
 pub mod sticky;

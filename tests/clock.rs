@@ -5,7 +5,8 @@
 
 use session_router::clock::{Every, Lease, Now};
 use session_router::config::Config;
-use session_router::health::{Event, Passive, Table};
+use session_router::health::{Event, Table};
+use session_router::outcome::Passive;
 
 const HOUR: u64 = 3_600_000;
 const WALL0: u64 = 1_760_000_000_000;

@@ -146,15 +146,17 @@ fn movement(from: &Config, to: &Config, sessions: usize) -> (f64, f64, usize) {
     for k in 0..sessions {
         let key = format!("user-{k}");
         let first =
-            decide(from, &Req(vec![("x-user".into(), key.clone().into_bytes())]), &AllUp, 0, &mut || [0; 16]);
+            decide(from, &Req::default().with("x-user", key.clone().into_bytes()), &AllUp, 0, &mut || {
+                [0; 16]
+            });
         let from_id = &from.hosts[first.host].id;
         if to.host_by_id(from_id).is_none() {
             on_removed += 1;
         }
         let cookie = first.set_cookie.unwrap().split(';').next().unwrap().to_owned();
         let pinned =
-            decide(to, &Req(vec![("cookie".into(), cookie.into_bytes())]), &AllUp, 1, &mut || [0; 16]);
-        let hashed = decide(to, &Req(vec![("x-user".into(), key.into_bytes())]), &AllUp, 1, &mut || [0; 16]);
+            decide(to, &Req::default().with("cookie", cookie.into_bytes()), &AllUp, 1, &mut || [0; 16]);
+        let hashed = decide(to, &Req::default().with("x-user", key.into_bytes()), &AllUp, 1, &mut || [0; 16]);
         if &to.hosts[pinned.host].id != from_id {
             pinned_moved += 1;
             assert_eq!(pinned.kind, Kind::Failover);

@@ -11,8 +11,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use session_router::config::Config;
-use session_router::health::{Passive, Table};
+use session_router::health::Table;
 use session_router::jwt::{self, JwtError};
+use session_router::outcome::Passive;
 use session_router::query::{self, QueryValue};
 use session_router::sticky::{self, Claims, CookieKey, Policy, Rejection};
 use session_router::{cookie, murmur3::hash64, ring::Ring};

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use session_router::config::Config;
-use session_router::health::{Event, Passive, ProbeThresholds, Table};
+use session_router::health::{Event, Table};
+use session_router::outcome::{Passive, ProbeThresholds};
 
 const P: Passive = Passive { consecutive_failures: 3, ejection_ms: 10_000, max_ejection_ms: 25_000 };
 const T: ProbeThresholds = ProbeThresholds { unhealthy: 2, healthy: 2 };
@@ -246,7 +247,7 @@ fn probe_answers_are_attributed_by_host_id_across_a_membership_change() {
 /// opt-in through `health.passive.eject_on`.
 #[test]
 fn failure_policy_counts_connection_failures_by_default_and_timeouts_and_5xx_on_request() {
-    use session_router::health::{EjectOn, flags};
+    use session_router::outcome::{EjectOn, flags};
     let default = EjectOn::default();
     for f in [
         flags::UPSTREAM_CONNECTION_FAILURE,

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use session_router::config::Config;
-use session_router::metrics::host_metric_names;
+use session_router::metric_names::host_metric_names;
 
 fn parse(json: &str) -> Result<Config, session_router::config::ConfigError> {
     Config::parse(json.as_bytes(), |_| None)

@@ -59,7 +59,7 @@ fn three_step_rotation_moves_no_session_and_rejects_no_cookie() {
     let sessions = 1000;
     let mut jar: Vec<(String, usize)> = (0..sessions)
         .map(|i| {
-            let d = decide(&start, &Req(vec![]), &AllUp, NOW, &mut || {
+            let d = decide(&start, &Req::default(), &AllUp, NOW, &mut || {
                 [i as u8, (i >> 8) as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]
             });
             (cookie_value(&d).unwrap(), d.host)
@@ -98,7 +98,7 @@ fn a_cookie_verified_by_a_verify_only_key_is_resolved_under_that_key_and_re_sign
     let old = config(&format!(r#""secret":"{OLD}""#));
     let rotated = config(&format!(r#""secret":"{NEW}","verify_secrets":[{{"secret":"{OLD}"}}]"#));
     for n in 0..50u8 {
-        let first = decide(&old, &Req(vec![]), &AllUp, NOW, &mut || [n; 16]);
+        let first = decide(&old, &Req::default(), &AllUp, NOW, &mut || [n; 16]);
         let value = cookie_value(&first).unwrap();
         let d = decide(&rotated, &with_cookie(&value), &AllUp, NOW + 1, &mut || [0; 16]);
         assert_eq!(
@@ -122,7 +122,7 @@ fn a_cookie_verified_by_a_verify_only_key_is_resolved_under_that_key_and_re_sign
 #[test]
 fn the_mac_names_the_cookie() {
     let srv = config(&format!(r#""secret":"{OLD}""#));
-    let value = cookie_value(&decide(&srv, &Req(vec![]), &AllUp, NOW, &mut || [1; 16])).unwrap();
+    let value = cookie_value(&decide(&srv, &Req::default(), &AllUp, NOW, &mut || [1; 16])).unwrap();
     let other_json = format!(
         r#"{{"hosts":[{}],"sources":[],"sticky_cookie":{{"name":"other","ttl_seconds":3600,"secret":"{OLD}"}},
         "target":{{"header":"x-gateway-destination-endpoint"}}}}"#,
@@ -149,7 +149,7 @@ fn the_mac_names_the_cookie() {
 #[test]
 fn cookies_signed_before_the_mac_named_the_cookie_are_honoured_and_re_signed() {
     let cfg = config(&format!(r#""secret":"{OLD}""#));
-    let issued = decide(&cfg, &Req(vec![]), &AllUp, NOW, &mut || [3; 16]);
+    let issued = decide(&cfg, &Req::default(), &AllUp, NOW, &mut || [3; 16]);
     let claims = sticky::decode(
         &cfg.sticky.as_ref().unwrap().key,
         cookie_value(&issued).unwrap().as_bytes(),

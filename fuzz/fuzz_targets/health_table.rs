@@ -20,7 +20,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use session_router::config::Config;
-use session_router::health::{Entry, Event, Passive, ProbeThresholds, Table};
+use session_router::health::{Entry, Event, Table};
+use session_router::outcome::{Passive, ProbeThresholds};
 use session_router_fuzz::{Input, MAX_HEALTH_HOSTS, hosts_config, input};
 
 #[derive(Arbitrary, Debug)]

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::raw::*;
 use super::*;
 use crate::bounded::FACTOR_SCALE;
-use crate::health::{EjectOn, Passive, ProbeThresholds};
+use crate::outcome::{EjectOn, Passive, ProbeThresholds};
 use crate::placement::{Algorithm, Placement};
 use crate::ring::MAX_HOSTS;
 use crate::sticky::CookieKey;
@@ -125,8 +125,8 @@ fn compile_admission(
     allowed_cidrs: Option<Vec<String>>,
     denied_ports: Option<Vec<u16>>,
     target: &Target,
-) -> Result<crate::discovery::Admission, ConfigError> {
-    use crate::discovery::{Admission, Cidr, MAX_ADMISSION_ENTRIES};
+) -> Result<crate::admission::Admission, ConfigError> {
+    use crate::admission::{Admission, Cidr, MAX_ADMISSION_ENTRIES};
     let mut admission = Admission::default();
     match allowed_cidrs {
         None if target.header == "x-envoy-original-dst-host" => {

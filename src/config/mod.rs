@@ -13,7 +13,7 @@ mod raw;
 pub use raw::HostSpec;
 
 use crate::bounded::BoundedLoad;
-use crate::health::{EjectOn, Passive, ProbeThresholds};
+use crate::outcome::{EjectOn, Passive, ProbeThresholds};
 use crate::placement::{Algorithm, Placement};
 use crate::rendezvous::Rendezvous;
 use crate::ring::Ring;
@@ -205,7 +205,7 @@ pub struct Discovery {
     pub source: DiscoverySource,
     pub interval_ms: u64,
     /// Which discovered addresses may join (`allowed_cidrs`, `denied_ports`).
-    pub admission: crate::discovery::Admission,
+    pub admission: crate::admission::Admission,
 }
 
 #[derive(Debug, Clone)]

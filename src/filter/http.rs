@@ -9,12 +9,15 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::log_limit::LogLimit;
+use super::metrics::{HostMetrics, Metrics};
+use super::shared::{self, HealthView};
 use super::{mono_ms, now_ms, property_string, property_u64, random_id};
 use crate::config::Config;
-use crate::health::flags;
-use crate::metrics::{HostMetrics, Metrics};
-use crate::router::{self, Decision, Kind, RequestView};
-use crate::shared::{self, HealthView};
+use crate::outcome::flags;
+use crate::request::{HeaderPairs, SourceAddress};
+#[cfg(feature = "fault-injection")]
+use crate::router::RequestView;
+use crate::router::{self, Decision, Kind};
 
 pub(super) struct Http {
     pub(super) config: Option<Rc<Config>>,
@@ -70,19 +73,9 @@ impl Drop for Http {
     }
 }
 
-/// The request as the router sees it: every header pair, fetched in one host call.
-struct Request {
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-impl RequestView for Request {
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
-    }
-
-    fn source_address(&self) -> Option<String> {
-        property_string(&["source", "address"])
-    }
+/// The downstream address, read from Envoy only when a `client_ip` source is reached.
+fn source_address() -> Option<String> {
+    property_string(&["source", "address"])
 }
 
 impl Http {
@@ -131,8 +124,10 @@ impl Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let request =
-            Request { headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default() };
+        let request = HeaderPairs {
+            headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default(),
+            source: SourceAddress::Lazy(source_address),
+        };
         #[cfg(feature = "fault-injection")]
         let fault = request.header_values("x-session-router-test-fault").next().map(<[u8]>::to_vec);
         #[cfg(feature = "fault-injection")]

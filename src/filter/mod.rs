@@ -1,10 +1,12 @@
 //! proxy-wasm glue: reads what the core asks for, calls it, applies its decision.
 //! Host calls go through `proxy_wasm::hostcalls` so an error is handled, never unwrapped.
 
-mod admission;
 mod http;
 mod log_limit;
+mod metrics;
 mod root;
+mod shared;
+mod skipped;
 
 use std::time::UNIX_EPOCH;
 

@@ -12,14 +12,14 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use super::http::{Http, InFlight};
 use super::log_limit::LogLimit;
+use super::metrics::{HostMetrics, Metrics};
+use super::shared::{self, HealthView};
 use super::{VERSION, mono_ms, now, property_string, random_id, tick_ms};
 use crate::clock::{Every, Now};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
 use crate::discovery::{self, MAX_BODY_BYTES};
 use crate::health::ProbesInFlight;
-use crate::metrics::{HostMetrics, Metrics};
 use crate::scope::Keys;
-use crate::shared::{self, HealthView};
 
 pub struct Root {
     /// The plugin configuration as pushed, with its static hosts (the seed and fallback).
@@ -202,7 +202,7 @@ impl Root {
         };
         // Entries left out (allow-list, bad entries, id collisions): counted and logged once each.
         let parsed = parsed.map(|answer| {
-            super::admission::report(&answer.skipped);
+            super::skipped::report(&answer.skipped);
             answer.hosts
         });
         // The same answer as the membership in use: nothing to validate, rebuild or publish.

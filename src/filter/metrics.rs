@@ -7,6 +7,7 @@ use proxy_wasm::types::MetricType;
 
 use crate::config::Config;
 use crate::health::Event;
+use crate::metric_names::{MAX_HOST_COUNTERS, host_metric_names};
 use crate::router::{Decision, Kind};
 
 const UNDEFINED: u32 = u32::MAX;
@@ -177,39 +178,6 @@ pub struct HostMetrics {
     /// `session_router.host.<id>.spilled`: new bindings bounded load moved off this host.
     spilled: Vec<u32>,
 }
-
-pub fn host_metric_name(id: &str) -> String {
-    format!("session_router.host.{}.routed", sanitize(id))
-}
-
-fn sanitize(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
-}
-
-/// The counter name of each host id, in order. Ids that sanitize to one name (`a.b`, `a_b`)
-/// would share a counter: each one that had characters replaced gets a suffix from a hash of
-/// the id as written (`session_router.host.a_b_1f2e3d4c.routed`), so every host counts alone.
-pub fn host_metric_names(ids: &[&str]) -> Vec<String> {
-    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for id in ids {
-        *count.entry(sanitize(id)).or_default() += 1;
-    }
-    ids.iter()
-        .map(|id| {
-            let plain = sanitize(id);
-            if count.get(&plain).copied().unwrap_or(0) > 1 && plain != *id {
-                let hash = crate::murmur3::murmur3_x64_128(id.as_bytes(), 0).0 as u32;
-                format!("session_router.host.{plain}_{hash:08x}.routed")
-            } else {
-                format!("session_router.host.{plain}.routed")
-            }
-        })
-        .collect()
-}
-
-/// Per-host counters one VM defines at most: Envoy keeps every metric ever defined, so under
-/// endless churn (new pod names every deploy) they would grow without bound.
-pub const MAX_HOST_COUNTERS: usize = 1024;
 
 thread_local! {
     /// Names this VM has defined, with their ids (a wasm VM is single-threaded).

@@ -111,66 +111,74 @@ impl HealthView {
     }
 }
 
-/// Applies `change` to the shared table with compare-and-swap, retrying on contention.
-/// Returns the change's event, or `Event::None` if every attempt lost the race.
-pub fn update_table(keys: &Keys, change: impl Fn(&mut Table) -> Event) -> Event {
+/// What a compare-and-swap update does with the record it read.
+enum Step<T> {
+    /// Nothing to write; the update is done.
+    Keep(T),
+    /// Write this record (if no other writer got there first).
+    Write(Vec<u8>, T),
+}
+
+/// The one read-modify-write of a shared-data `key`: reads it (creating it when absent), lets
+/// `change` decide from the current record, writes with compare-and-swap and retries when
+/// another worker wrote in between. `None`: reading or writing failed, or every attempt lost.
+fn cas_update<T>(keys: &Keys, key: &str, what: &str, mut change: impl FnMut(&[u8]) -> Step<T>) -> Option<T> {
     for _ in 0..CAS_RETRIES {
-        let (record, cas) = match read(keys, &keys.health) {
+        let (record, cas) = match read(keys, key) {
             Ok(Some(r)) => r,
             Ok(None) => {
-                create(keys, &keys.health);
+                create(keys, key);
                 continue;
             }
             Err(e) => {
-                warn!("session-router: cannot read health table: {e:?}");
-                return Event::None;
+                warn!("session-router: cannot read {what}: {e:?}");
+                return None;
             }
         };
-        let mut table = Table::decode(&record);
-        let before = table.clone();
-        let event = change(&mut table);
-        if table == before {
-            return event;
-        }
-        match write(keys, &keys.health, &table.encode(), cas) {
-            Ok(()) => return event,
-            Err(Status::CasMismatch) => continue,
-            Err(e) => {
-                warn!("session-router: cannot write health table: {e:?}");
-                return Event::None;
-            }
+        match change(&record) {
+            Step::Keep(done) => return Some(done),
+            Step::Write(next, done) => match write(keys, key, &next, cas) {
+                Ok(()) => return Some(done),
+                Err(Status::CasMismatch) => continue,
+                Err(e) => {
+                    warn!("session-router: cannot write {what}: {e:?}");
+                    return None;
+                }
+            },
         }
     }
-    debug!("session-router: health update dropped after {CAS_RETRIES} contended attempts");
-    Event::None
+    debug!("session-router: {what} update dropped after {CAS_RETRIES} contended attempts");
+    None
+}
+
+/// Applies `change` to the shared table. Returns the change's event, or `Event::None` if the
+/// update could not be written.
+pub fn update_table(keys: &Keys, change: impl Fn(&mut Table) -> Event) -> Event {
+    cas_update(keys, &keys.health, "health table", |record| {
+        let mut table = Table::decode(record);
+        let before = table.clone();
+        let event = change(&mut table);
+        if table == before { Step::Keep(event) } else { Step::Write(table.encode(), event) }
+    })
+    .unwrap_or(Event::None)
 }
 
 /// Drops the entries of hosts that left the membership (`cfg` is the lease holder's current
 /// one), so the table stays bounded through rolling deploys. Returns the table's size after.
 pub fn prune_table(keys: &Keys, cfg: &Config) -> Option<usize> {
-    for _ in 0..CAS_RETRIES {
-        let Some((record, cas)) = read(keys, &keys.health).ok()? else {
-            create(keys, &keys.health);
-            continue;
-        };
-        let mut table = Table::decode(&record);
+    let (len, dropped) = cas_update(keys, &keys.health, "health table", |record| {
+        let mut table = Table::decode(record);
         let dropped = table.retain_members(cfg);
         if dropped == 0 {
-            return Some(table.len());
+            Step::Keep((table.len(), 0))
+        } else {
+            Step::Write(table.encode(), (table.len(), dropped))
         }
-        match write(keys, &keys.health, &table.encode(), cas) {
-            Ok(()) => {
-                debug!("session-router: health table: {dropped} entries of departed hosts dropped");
-                return Some(table.len());
-            }
-            Err(Status::CasMismatch) => continue,
-            Err(e) => {
-                warn!("session-router: cannot write health table: {e:?}");
-                return None;
-            }
-        }
+    })?;
+    if dropped > 0 {
+        debug!("session-router: health table: {dropped} entries of departed hosts dropped");
     }
-    None
+    Some(len)
 }
 
 /// Logs a health event once, from the worker that caused it.
@@ -214,54 +222,29 @@ pub fn read_membership(keys: &Keys) -> Option<Membership> {
 /// Publishes `hosts` as the next generation unless they are what is published already.
 /// Returns the new membership and the previous one, when it changed.
 pub fn publish_membership(keys: &Keys, hosts: Vec<HostSpec>) -> Option<(Membership, Membership)> {
-    for _ in 0..CAS_RETRIES {
-        let (current, cas) = match read(keys, &keys.membership) {
-            Ok(Some((record, cas))) => (Membership::decode(&record).unwrap_or_default(), cas),
-            Ok(None) => {
-                create(keys, &keys.membership);
-                continue;
-            }
-            Err(e) => {
-                warn!("session-router: cannot read membership: {e:?}");
-                return None;
-            }
-        };
+    let changed = cas_update(keys, &keys.membership, "membership", |record| {
+        let current = Membership::decode(record).unwrap_or_default();
         if current.hosts == hosts {
-            return None;
+            return Step::Keep(None);
         }
         let next = Membership { generation: current.generation + 1, hosts: hosts.clone() };
-        match write(keys, &keys.membership, &next.encode(), cas) {
-            Ok(()) => {
-                publish_generation(keys, next.generation);
-                return Some((next, current));
-            }
-            Err(Status::CasMismatch) => continue,
-            Err(e) => {
-                warn!("session-router: cannot publish membership: {e:?}");
-                return None;
-            }
-        }
-    }
-    None
+        Step::Write(next.encode(), Some((next, current)))
+    })??;
+    publish_generation(keys, changed.0.generation);
+    Some(changed)
 }
 
 /// Raises the generation key to `generation` (never lowers it: a slower publisher of an older
 /// generation must not hide a newer one).
 fn publish_generation(keys: &Keys, generation: u64) {
-    for _ in 0..CAS_RETRIES {
-        let Ok(Some((record, cas))) = read(keys, &keys.generation) else {
-            create(keys, &keys.generation);
-            continue;
-        };
-        let current: u64 = std::str::from_utf8(&record).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    cas_update(keys, &keys.generation, "generation", |record| {
+        let current: u64 = std::str::from_utf8(record).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         if current >= generation {
-            return;
+            Step::Keep(())
+        } else {
+            Step::Write(generation.to_string().into_bytes(), ())
         }
-        match write(keys, &keys.generation, generation.to_string().as_bytes(), cas) {
-            Err(Status::CasMismatch) => continue,
-            _ => return,
-        }
-    }
+    });
 }
 
 /// Takes or renews the lease (active probes, discovery polls) for `ttl_ms` of monotonic time;
