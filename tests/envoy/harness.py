@@ -1,40 +1,34 @@
 """Machinery for running the filter in a real Envoy against real upstream servers, with no
-pytest in it: the integration tests (through conftest.py) and scripts/demo.py both use it.
+pytest in it: the Envoy tests (through conftest.py), scripts/demo.py and scripts/soak.py use it.
 
 `Upstream`: an echo server on 127.0.0.1. `render_config`: one of the example configs from
-envoy/ ready to run. `Envoy`: a running Envoy with that config. `http`: one request to it.
-`find_envoy` / `wasm_path`: where the Envoy binary and the filter's release build are.
+envoy/ ready to run. `Envoy`: a running Envoy with that config, and `envoy_bin` / `wasm_path`:
+where the Envoy binary and the filter's build are (both from scripts/srdev.py, the one place
+that knows). `http`: one request to Envoy.
 """
 
 import json
 import os
-import shutil
 import socket
-import subprocess
+import sys
 import threading
 import time
-import urllib.request
 from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from srdev import LOG_TAIL_LINES, READY_TIMEOUT_S, REPO, Envoy, envoy_bin, wasm_path  # noqa: E402
+
+__all__ = [
+    "LOG_TAIL_LINES", "MODES", "READY_TIMEOUT_S", "REPO", "Envoy", "RegistryHandler", "Upstream", "envoy_bin",
+    "example_filter_config", "filter_counters", "filter_plugin", "http", "render_config", "static_cluster",
+    "wait_for", "wasm_path", "write_eds",
+]
+
 MODES = ("original_dst", "override_host", "stateful_session")
-LOG_TAIL_LINES = 80
-READY_TIMEOUT_S = 30
-
-
-def find_envoy():
-    """The Envoy binary: $ENVOY_BIN, else `envoy` on PATH; None when neither is set."""
-    return os.environ.get("ENVOY_BIN") or shutil.which("envoy")
-
-
-def wasm_path() -> Path:
-    """Where the filter's release build is ($SESSION_ROUTER_WASM overrides); it may not exist."""
-    default = REPO / "target/wasm32-wasip1/release/session_router.wasm"
-    return Path(os.environ.get("SESSION_ROUTER_WASM") or default).resolve()
 
 
 def render_config(mode, wasm, filter_config=None, upstream_addrs=None):
@@ -77,106 +71,6 @@ def example_filter_config(mode):
 def _endpoint(addr):
     host, port = addr.rsplit(":", 1)
     return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
-
-
-class Envoy:
-    """A running Envoy: the config dict is written to workdir/envoy.yaml and Envoy's
-    output to workdir/envoy.log. Call wait_ready() before sending requests and stop()
-    when done.
-
-    binary: the Envoy executable; None looks it up with find_envoy().
-    url / admin_url: "http://127.0.0.1:<port>"; port: the listener's port.
-    """
-
-    def __init__(self, mode, config, workdir, concurrency=2, log_level="warning", extra_args=(), binary=None):
-        binary = binary or find_envoy()
-        if not binary:
-            raise FileNotFoundError("no Envoy binary: set ENVOY_BIN or put `envoy` on PATH")
-        self.mode = mode
-        workdir = Path(workdir)
-        self.config_path = workdir / "envoy.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / "envoy.log"
-        self._admin_address_path = workdir / "admin_address"
-        command = [
-            binary, "-c", str(self.config_path),
-            "--concurrency", str(concurrency), "-l", log_level,
-            # The filter's own lines (wasm component) at debug, Envoy's start-up listing left out.
-            "--component-log-level", "wasm:debug",
-            # No hot restart: no shared memory, so no --base-id to keep unique
-            # (and nothing left in /dev/shm); any number of instances can run.
-            "--disable-hot-restart",
-            "--admin-address-path", str(self._admin_address_path),
-            *extra_args,
-        ]
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-        self.admin_url = self.url = None
-        self.port = None
-
-    def wait_ready(self):
-        """Wait until admin /ready says LIVE and the listener accepts connections."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"Envoy exited with status {self._process.returncode}")
-            if self.admin_url is None and self._admin_address_path.exists():
-                address = self._admin_address_path.read_text().strip()
-                if address:
-                    self.admin_url = f"http://{address}"
-            if self.admin_url is not None and self._is_live():
-                self.port = self._listener_port()
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5):
-                    pass
-                self.url = f"http://127.0.0.1:{self.port}"
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"Envoy not ready after {READY_TIMEOUT_S}s")
-
-    def _is_live(self):
-        try:
-            return self.admin("/ready").strip() == "LIVE"
-        except OSError:  # not listening yet, or 503 while initializing
-            return False
-
-    def _listener_port(self):
-        (status,) = json.loads(self.admin("/listeners?format=json"))["listener_statuses"]
-        return status["local_address"]["socket_address"]["port_value"]
-
-    def admin(self, path):
-        """GET an admin endpoint, e.g. admin("/clusters"); returns the body as text."""
-        with urllib.request.urlopen(self.admin_url + path, timeout=10) as response:
-            return response.read().decode()
-
-    def stats(self):
-        """Counters, gauges and text readouts as {name: value} (histograms left out)."""
-        entries = json.loads(self.admin("/stats?format=json"))["stats"]
-        return {e["name"]: e["value"] for e in entries if "name" in e}
-
-    def prometheus(self):
-        """The /stats/prometheus text."""
-        return self.admin("/stats/prometheus")
-
-    def log_text(self):
-        """Everything Envoy has logged so far (stdout and stderr)."""
-        return self.log_path.read_text(errors="replace")
-
-    def log_tail(self, lines=LOG_TAIL_LINES):
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def running(self):
-        """True while the Envoy process has not exited."""
-        return self._process.poll() is None
-
-    def stop(self):
-        """Terminate Envoy and wait for it; safe to call twice."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
 
 
 class Upstream:

@@ -4,10 +4,10 @@ The shipped module cannot be made to fail on purpose. These tests use a test-onl
 `fault-injection` Cargo feature, in which a request carrying `x-session-router-test-fault: panic`
 makes the filter panic, so the VM traps (a Rust panic is a wasm `unreachable`):
 
-    cargo build --release --target wasm32-wasip1 --features fault-injection --target-dir target/fault
+    bash scripts/build.sh --fault
 
 The build is found at target/fault/wasm32-wasip1/release/session_router.wasm, or wherever
-$SESSION_ROUTER_FAULT_WASM points; without it every test here is skipped. It is handed to the
+$SESSION_ROUTER_FAULT_WASM points (srdev.wasm_path(fault=True)); without it every test here is skipped. It is handed to the
 `start_envoy` fixture through $SESSION_ROUTER_WASM (render_config's wasm path).
 
 Policies (envoy.extensions.wasm.v3.PluginConfig in Envoy 1.40): `failure_policy` FAIL_CLOSED,
@@ -21,13 +21,13 @@ few seconds, normal requests with the same forged header. It records status code
 upstream answered.
 """
 
-import os
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, http
+from conftest import http
 from harness import filter_plugin
+from srdev import missing_wasm_hint, wasm_path
 
 FAULT = ("x-session-router-test-fault", "panic")
 SECRET = "failure-policy-secret-0123456789abcdef01"
@@ -48,18 +48,14 @@ WATCH_S = 4.0
 
 
 def fault_wasm() -> Path:
-    default = REPO / "target/fault/wasm32-wasip1/release/session_router.wasm"
-    return Path(os.environ.get("SESSION_ROUTER_FAULT_WASM") or default).resolve()
+    return wasm_path(fault=True)
 
 
 @pytest.fixture
 def fault_build(monkeypatch):
     path = fault_wasm()
     if not path.is_file():
-        pytest.skip(
-            f"{path} not found: build the test-only module with `cargo build --release --target "
-            "wasm32-wasip1 --features fault-injection --target-dir target/fault`"
-        )
+        pytest.skip(missing_wasm_hint(fault=True))
     monkeypatch.setenv("SESSION_ROUTER_WASM", str(path))
     return path
 

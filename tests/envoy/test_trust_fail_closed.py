@@ -5,7 +5,7 @@ be set, the request is answered 503 by the filter and never forwarded with the c
 ORIGINAL_DST mode with a forged `x-envoy-original-dst-host` naming a decoy server on 127.0.0.2:
 the decoy is never reached.
 
-Build: cargo build --release --target wasm32-wasip1 --features fault-injection --target-dir target/fault
+Build: bash scripts/build.sh --fault
 """
 
 import pytest

@@ -9,7 +9,7 @@ import subprocess
 import tarfile
 
 import pytest
-from sr_support import REPO, wasm_module
+from artifacts_support import REPO, require_wasm
 
 # What `docker export` adds to every container's filesystem, whatever the image holds.
 DOCKER_RUNTIME_ENTRIES = {
@@ -30,9 +30,7 @@ def _docker():
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     docker = _docker()
-    wasm = wasm_module()
-    if wasm is None:
-        pytest.skip("release .wasm not built: cargo build --release --target wasm32-wasip1")
+    wasm = require_wasm()
     work = tmp_path_factory.mktemp("oci")
     module = work / "session_router.wasm"
     shutil.copyfile(wasm, module)  # a snapshot: the build may be rewritten while we test

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sr_support import REPO, TEST_SECRET, render_envoy_config, require_filter
+from artifacts_support import REPO, TEST_SECRET, render_envoy_config, require_filter
 
 DASHBOARD = REPO / "dashboards" / "session-router.json"
 METRIC = re.compile(r"\bsession_router_[a-z0-9_]+\b")

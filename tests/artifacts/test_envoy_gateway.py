@@ -1,11 +1,11 @@
 """The Envoy Gateway manifests in envoy/envoy-gateway.
 
 1. Every Gateway API / Envoy Gateway resource validates against its CRD (the openAPIV3Schema of the
-   served version its apiVersion names, from the CRDs vendored in tests/schema/envoy-gateway-crds),
+   served version its apiVersion names, from the CRDs vendored in tests/artifacts/envoy-gateway-crds),
    with the API server's semantics: structural defaults applied first, unknown fields rejected
    unless `x-kubernetes-preserve-unknown-fields`, int32/int64 bounds, list-map keys unique (the
-   conversion is test_manifests.to_json_schema, shared with the Istio manifests), and every CEL
-   rule (`x-kubernetes-validations`) evaluated by cel-python (`celpy`, pinned in requirements.txt)
+   conversion is crds.to_json_schema, shared with the Istio manifests), and every CEL
+   rule (`x-kubernetes-validations`) evaluated by cel-python (`celpy`, pinned in tests/requirements.txt)
    with the one Kubernetes CEL library function these CRDs use, `isIP`, added. Transition rules
    (those reading `oldSelf`) only run on updates, so they are listed as skipped, explicitly.
 2. Broken variants of the shipped manifests are rejected, including by CEL rules, so the
@@ -13,11 +13,11 @@
 3. The manifests agree with each other and with the filter: policies target the route, the
    override header is the filter's target header, retries cover the fallbacks, the secret comes
    from the proxy environment through env.hostKeys and the EnvoyProxy.
-4. The hand-written CEL table test_manifests uses for Istio's CRDs agrees with cel-python on
+4. The hand-written CEL table test_istio_crds uses for Istio's CRDs agrees with cel-python on
    every rule the Istio manifests (and their broken variants) meet.
 
 (The filter config inside the EnvoyExtensionPolicy is also checked against the filter's JSON
-Schema and by the filter itself in test_schema.py, through sr_support.manifest_examples.)
+Schema and by the filter itself in test_schema.py, through artifacts_support.manifest_examples.)
 """
 
 from __future__ import annotations
@@ -32,20 +32,18 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
+import test_istio_crds
+from artifacts_support import ENVOY_GATEWAY_DIR, envoy_gateway_documents
+from crds import cel_rules, crd_validator, load_crds
+from crds import crd_errors as _crd_errors
 from jsonschema import ValidationError
-from sr_support import ENVOY_GATEWAY_DIR, REPO, envoy_gateway_documents
-import test_manifests
-from test_manifests import _list_map_keys, _list_type, to_json_schema
 
-celpy = pytest.importorskip("celpy", reason="pip install -r tests/schema/requirements.txt (cel-python)")
+celpy = pytest.importorskip("celpy", reason="pip install -r tests/requirements.txt (cel-python)")
 from celpy import celtypes  # noqa: E402
 
-VENDORED_CRD_DIR = Path(__file__).resolve().parent / "envoy-gateway-crds"
-SHARED_CRD_DIR = REPO.parent / "shared" / "envoy-gateway" / "crds"
-CRD_DIR = Path(os.environ.get("ENVOY_GATEWAY_CRDS_DIR") or VENDORED_CRD_DIR)
-GOLDEN_DIR = REPO / "tests" / "envoy" / "golden" / "envoy-gateway"
-SHARED_GOLDEN_DIR = REPO.parent / "shared" / "envoy-gateway" / "xds-golden"
+# Envoy Gateway's and Gateway API's CRDs: $ENVOY_GATEWAY_CRDS_DIR, else the copy vendored next to
+# these tests (envoy-gateway-crds/README.md says where it came from).
+CRD_DIR = Path(os.environ.get("ENVOY_GATEWAY_CRDS_DIR") or Path(__file__).resolve().parent / "envoy-gateway-crds")
 
 # Kinds shipped in envoy/envoy-gateway whose CRD is not vendored: checked for shape only (below).
 NOT_VENDORED = {"EnvoyProxy"}
@@ -81,7 +79,7 @@ def _get_scheme(value):
 
 
 # Kubernetes' CEL libraries, as far as the vendored CRDs use them: isIP (Gateway API); url, isURL
-# and getScheme (Istio's CRDs, for the cross-check with test_manifests.RULES below).
+# and getScheme (Istio's CRDs, for the cross-check with test_istio_crds.RULES below).
 CEL_FUNCTIONS = {"isIP": _is_ip, "isURL": _is_url, "url": _url, "getScheme": _get_scheme}
 _ENV = celpy.Environment()
 _PROGRAMS: dict[str, object] = {}
@@ -119,14 +117,7 @@ def _cel(validator, rules, instance, schema):
             yield ValidationError(f"{message} (CEL: {text}{'; ' + error if error else ''})")
 
 
-CrdValidator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    {
-        "x-kubernetes-validations": _cel,
-        "x-kubernetes-list-map-keys": _list_map_keys,
-        "x-kubernetes-list-type": _list_type,
-    },
-)
+CrdValidator = crd_validator(_cel)
 
 
 def apply_defaults(schema, value):
@@ -152,57 +143,20 @@ def apply_defaults(schema, value):
     return value
 
 
-def _crd_documents():
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if crd and crd.get("kind") == "CustomResourceDefinition":
-                yield crd
-
-
-def load_crds() -> dict:
-    """(apiVersion, kind) -> spec schema (JSON Schema), for every served version."""
-    crds = {}
-    for crd in _crd_documents():
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for version in crd["spec"]["versions"]:
-            if version.get("served"):
-                spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-                crds[(f"{group}/{version['name']}", kind)] = to_json_schema(spec)
-    return crds
-
-
 def all_cel_rules() -> set[str]:
-    rules = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            rules.update(" ".join(r["rule"].split()) for r in node.get("x-kubernetes-validations", []))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for crd in _crd_documents():
-        walk(crd)
-    return rules
+    return cel_rules(CRD_DIR)
 
 
 @pytest.fixture(scope="module")
 def crds():
     if not CRD_DIR.is_dir():
         pytest.skip(f"Envoy Gateway CRDs not found in {CRD_DIR} (set ENVOY_GATEWAY_CRDS_DIR)")
-    return load_crds()
+    return load_crds(CRD_DIR)
 
 
 def crd_errors(crds, doc) -> list[str]:
-    key = (doc.get("apiVersion"), doc.get("kind"))
-    if key not in crds:
-        return [f"{key} is not a served version of any CRD in {CRD_DIR}"]
-    schema = crds[key]
-    spec = apply_defaults(schema, copy.deepcopy(doc.get("spec")))
-    errors = sorted(CrdValidator(schema).iter_errors(spec), key=lambda e: list(e.absolute_path))
-    return [f"spec/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+    return _crd_errors(crds, doc, CrdValidator, CRD_DIR,
+                       prepare=lambda schema, spec: apply_defaults(schema, copy.deepcopy(spec)))
 
 
 DOCS = envoy_gateway_documents()
@@ -212,25 +166,6 @@ VALIDATED = [(w, d) for w, d in DOCS if d.get("kind") not in NOT_VENDORED]
 def _one(kind):
     (doc,) = [d for _, d in DOCS if d.get("kind") == kind]
     return copy.deepcopy(doc)
-
-
-# ---- the copies are current -------------------------------------------------------------------
-
-
-def _same_files(vendored: Path, shared: Path):
-    if not shared.is_dir():
-        pytest.skip(f"{shared} not present")
-    want = {p.name: p.read_bytes() for p in shared.glob("*.yaml")}
-    have = {p.name: p.read_bytes() for p in vendored.glob("*.yaml")}
-    assert have == want, f"{vendored} differs from {shared}: re-copy it"
-
-
-def test_vendored_crds_match_the_shared_copy():
-    _same_files(VENDORED_CRD_DIR, SHARED_CRD_DIR)
-
-
-def test_vendored_golden_output_matches_the_shared_copy():
-    _same_files(GOLDEN_DIR, SHARED_GOLDEN_DIR)
 
 
 # ---- CEL coverage -------------------------------------------------------------------------------
@@ -410,10 +345,10 @@ def test_policy_matches_the_filter_and_the_traffic_policy():
 
 
 def test_istio_rules_table_agrees_with_cel_python():
-    """test_manifests evaluates Istio's CEL rules through hand-written Python equivalents (RULES).
+    """test_istio_crds evaluates Istio's CEL rules through hand-written Python equivalents (RULES).
     Every rule met while validating the Istio manifests and their broken variants is evaluated by
     both, and they must agree, with both verdicts seen."""
-    if not test_manifests.CRD_DIR.is_dir():
+    if not test_istio_crds.CRD_DIR.is_dir():
         pytest.skip("Istio CRDs not found")
     verdicts = []
 
@@ -421,17 +356,17 @@ def test_istio_rules_table_agrees_with_cel_python():
         for rule in rules:
             text = " ".join(rule["rule"].split())
             try:
-                table = bool(test_manifests.RULES[text](instance))
+                table = bool(test_istio_crds.RULES[text](instance))
             except (TypeError, ValueError, AttributeError):
                 table = False
             verdicts.append((text, json.dumps(instance, sort_keys=True), table, cel_holds(text, instance)[0]))
         return iter(())
 
     checker = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"x-kubernetes-validations": both})
-    crds = test_manifests.load_crds()
-    base = test_manifests._wasmplugin()
-    docs = [d for _, d in test_manifests.ISTIO_DOCS]
-    docs += [test_manifests._mutated(base, change) for change in test_manifests.NEGATIVE.values()]
+    crds = test_istio_crds.load_istio_crds()
+    base = test_istio_crds._wasmplugin()
+    docs = [d for _, d in test_istio_crds.ISTIO_DOCS]
+    docs += [test_istio_crds._mutated(base, change) for change in test_istio_crds.NEGATIVE.values()]
     for doc in docs:
         schema = crds.get((doc.get("apiVersion"), doc.get("kind")))
         if schema is not None:

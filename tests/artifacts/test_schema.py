@@ -19,7 +19,7 @@ from dataclasses import field as dc_field
 
 import jsonschema
 import pytest
-from sr_support import (
+from artifacts_support import (
     TEST_SECRET,
     Example,
     envoy_examples,

