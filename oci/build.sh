@@ -13,13 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tag="${1:-${IMAGE:-session-router:dev}}"
-wasm="${SESSION_ROUTER_WASM:-target/wasm32-wasip1/release/session_router.wasm}"
-
-if [ -z "${SKIP_CARGO:-}" ] && [ -z "${SESSION_ROUTER_WASM:-}" ]; then
-  cargo build --release --target wasm32-wasip1
+# The module as scripts/build.sh builds it (nothing is built when SESSION_ROUTER_WASM names one).
+if [ -z "${SKIP_CARGO:-}" ]; then
+  wasm=$(bash scripts/build.sh)
+else
+  wasm=$(python3 scripts/srdev.py wasm)
 fi
 if [ ! -s "$wasm" ]; then
-  echo "oci/build.sh: $wasm not found; build it with cargo build --release --target wasm32-wasip1" >&2
+  echo "oci/build.sh: $wasm not found; build it with bash scripts/build.sh" >&2
   exit 1
 fi
 version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)"
