@@ -88,14 +88,19 @@ def envoy_examples() -> list[Example]:
     return out
 
 
-def istio_documents() -> list[tuple[str, dict]]:
-    """(file#index, document) for every YAML document under envoy/istio."""
+def _documents(folder: Path) -> list[tuple[str, dict]]:
+    """(file#index, document) for every YAML document in folder/*.yaml."""
     out = []
-    for path in sorted(ISTIO_DIR.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
             if doc is not None:
-                out.append((f"envoy/istio/{path.name}#{i}", doc))
+                out.append((f"{folder.relative_to(REPO)}/{path.name}#{i}", doc))
     return out
+
+
+def istio_documents() -> list[tuple[str, dict]]:
+    """(file#index, document) for every YAML document under envoy/istio."""
+    return _documents(ISTIO_DIR)
 
 
 def plugin_spec(doc: dict) -> dict | None:
@@ -109,12 +114,7 @@ def plugin_spec(doc: dict) -> dict | None:
 
 def envoy_gateway_documents() -> list[tuple[str, dict]]:
     """(file#index, document) for every YAML document under envoy/envoy-gateway."""
-    out = []
-    for path in sorted(ENVOY_GATEWAY_DIR.glob("*.yaml")):
-        for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
-            if doc is not None:
-                out.append((f"envoy/envoy-gateway/{path.name}#{i}", doc))
-    return out
+    return _documents(ENVOY_GATEWAY_DIR)
 
 
 def envoy_gateway_examples() -> list[Example]:

@@ -129,6 +129,14 @@ def describe(seen):
     return f"trap={seen['trap']} after={statuses} served_by={served} intruder_hits={seen['intruder_hits']}"
 
 
+def watched(envoy, mode, policy, header, ups, intruder):
+    """observe() with `header` forged to the intruder, printed; returns what the tests assert on:
+    (seen, the configured backends' names, the statuses after the trap, who served them)."""
+    seen = observe(envoy, (header, intruder.addr), intruder)
+    print(f"\n{mode} {policy}: {describe(seen)}")
+    return seen, {u.name for u in ups}, [s for _, s, _ in seen["after"]], [n for _, _, n in seen["after"]]
+
+
 @pytest.mark.parametrize("policy", list(POLICIES))
 def test_original_dst_after_a_trap(upstreams, start_envoy, fault_build, policy):
     """ORIGINAL_DST: fail closed keeps answering 503; fail open forwards the client's own header
@@ -138,11 +146,8 @@ def test_original_dst_after_a_trap(upstreams, start_envoy, fault_build, policy):
     envoy = start_envoy(
         "original_dst", filter_config("original_dst", ups), concurrency=1, edit=set_policy(policy)
     )
-    seen = observe(envoy, ("x-envoy-original-dst-host", intruder.addr), intruder)
-    print(f"\noriginal_dst {policy}: {describe(seen)}")
-    configured = {u.name for u in ups}
-    statuses = [s for _, s, _ in seen["after"]]
-    served = [n for _, _, n in seen["after"]]
+    seen, configured, statuses, served = watched(envoy, "original_dst", policy, "x-envoy-original-dst-host", ups,
+                                                 intruder)
 
     # A working filter replaces the forged header, whatever the policy.
     assert seen["before"][0] == 200 and seen["before"][1] in configured
@@ -184,11 +189,8 @@ def test_override_host_after_a_trap(upstreams, start_envoy, fault_build, policy)
         concurrency=1,
         edit=set_policy(policy),
     )
-    seen = observe(envoy, ("x-gateway-destination-endpoint", intruder.addr), intruder)
-    print(f"\noverride_host {policy}: {describe(seen)}")
-    configured = {u.name for u in ups}
-    statuses = [s for _, s, _ in seen["after"]]
-    served = [n for _, _, n in seen["after"]]
+    seen, configured, statuses, served = watched(envoy, "override_host", policy, "x-gateway-destination-endpoint",
+                                                 ups, intruder)
     assert seen["before"][0] == 200 and seen["before"][1] in configured
     assert seen["trap"] == (503, None)
     assert seen["intruder_hits"] == 0, "override_host never leaves the cluster"
