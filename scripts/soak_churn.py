@@ -130,7 +130,7 @@ class ChurnSoak:
             t.start()
         t0 = time.monotonic()
         time.sleep(2)
-        pid = envoy._process.pid
+        pid = envoy.pid
         warm = {"rss": rss_kib(pid), "wasm": wasm_memory_kib(pid)[0], "memories": wasm_memory_kib(pid)[2]}
         samples, stalls, replacements = [], [], 0
         while time.monotonic() - t0 < self.args.duration:

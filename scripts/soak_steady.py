@@ -216,12 +216,12 @@ class Soak:
 
     def sample(self, label=""):
         stats = self.envoy.stats()
-        wasm_size, wasm_rss, wasm_maps = wasm_memory_kib(self.envoy._process.pid)
+        wasm_size, wasm_rss, wasm_maps = wasm_memory_kib(self.envoy.pid)
         pick = lambda suffix: sum(v for k, v in stats.items() if k.startswith("wasm.") and k.endswith(suffix))  # noqa: E731
         s = {
             "t": round(time.monotonic() - self.t0, 1) if self.t0 else 0.0,
             "label": label,
-            "rss_kib": rss_kib(self.envoy._process.pid),
+            "rss_kib": rss_kib(self.envoy.pid),
             "wasm_size_kib": wasm_size,
             "wasm_rss_kib": wasm_rss,
             "wasm_memories": wasm_maps,
@@ -259,7 +259,7 @@ class Soak:
         )
         self.envoy.wait_ready()
         version = os.popen(f"{binary} --version").read().strip().split("version: ")[-1]
-        print(f"soak: Envoy {version}, pid {self.envoy._process.pid}, {a.concurrency} workers, "
+        print(f"soak: Envoy {version}, pid {self.envoy.pid}, {a.concurrency} workers, "
               f"{a.duration:.0f}s at {a.rate:.0f} req/s, reload every {a.reload_every:.0f}s, ttl {a.ttl}s, "
               f"workdir {self.workdir}", flush=True)
         boot = self.sample("boot")
