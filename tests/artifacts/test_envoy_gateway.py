@@ -204,10 +204,10 @@ def test_cel_evaluation_matches_kubernetes_semantics():
     ok, error = cel_holds("self.numerator <= self.denominator", {"numerator": 1})
     assert not ok and error
     # ...which is why defaults are applied first, as the API server does (denominator: 100).
-    (btp,) = [k for k in load_crds() if k[1] == "BackendTrafficPolicy"]
+    (btp,) = [k for k in load_crds(CRD_DIR) if k[1] == "BackendTrafficPolicy"]
     spec = {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}],
             "circuitBreaker": {"retryBudget": {"percent": {"numerator": 1}}}}
-    assert crd_errors(load_crds(), {"apiVersion": btp[0], "kind": btp[1], "spec": spec}) == []
+    assert crd_errors(load_crds(CRD_DIR), {"apiVersion": btp[0], "kind": btp[1], "spec": spec}) == []
 
 
 # ---- the manifests against their CRDs --------------------------------------------------------------
