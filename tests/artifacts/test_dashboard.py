@@ -4,15 +4,11 @@ rate()/increase(), gauges directly — which a real Envoy running the filter doe
 
 import json
 import re
-import subprocess
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
 from artifacts_support import REPO, TEST_SECRET, render_envoy_config, require_filter
+from srdev import Envoy
 
 DASHBOARD = REPO / "dashboards" / "session-router.json"
 METRIC = re.compile(r"\bsession_router_[a-z0-9_]+\b")
@@ -149,19 +145,12 @@ def test_real_envoy_exports_every_queried_metric(tmp_path, tagged):
         rule = re.search(r"stats_tags:\n  - tag_name: (\S+)\n    regex: '([^']+)'", text)
         assert rule, "README's stats_tags rule for the per-host counters"
         rendered["stats_config"] = {"stats_tags": [{"tag_name": rule.group(1), "regex": rule.group(2)}]}
-    config = tmp_path / "envoy.yaml"
-    config.write_text(yaml.safe_dump(rendered))
-    admin_file = tmp_path / "admin"
-    log = open(tmp_path / "envoy.log", "w")
-    proc = subprocess.Popen([envoy, "-c", str(config), "-l", "warning", "--disable-hot-restart",
-                             "--concurrency", "1", "--admin-address-path", str(admin_file)],
-                            stdout=subprocess.DEVNULL, stderr=log)
+    proc = Envoy("dashboard", rendered, tmp_path, 1, "warning", binary=envoy, component_log_level=None)
     try:
-        scrape = _scrape(admin_file, proc, tmp_path)
+        proc.wait_ready()
+        scrape = _scrape(proc)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        proc.stop()
     exported = dict(re.findall(r"^# TYPE (session_router_[a-z0-9_-]+) (counter|gauge)$", scrape, re.MULTILINE))
     documented = documented_metrics()
     per_host = {n for n in exported if n.startswith("session_router_host_") and n not in TAGGED_NAMES}
@@ -182,19 +171,15 @@ def test_real_envoy_exports_every_queried_metric(tmp_path, tagged):
         assert per_host == {f"session_router_host_{h}_{f}" for h in ("backend_a", "127_0_0_1_2") for f in PER_HOST_FAMILIES}
 
 
-def _scrape(admin_file: Path, proc, tmp_path) -> str:
+def _scrape(envoy) -> str:
+    """/stats/prometheus once the filter's metrics are there (its VMs start after Envoy is LIVE)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("Envoy exited:\n" + (tmp_path / "envoy.log").read_text()[-3000:])
-        if admin_file.exists() and admin_file.read_text().strip():
-            try:
-                url = f"http://{admin_file.read_text().strip()}/stats/prometheus"
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    text = resp.read().decode()
-                if "session_router_decision_new" in text:
-                    return text
-            except (urllib.error.URLError, ConnectionError):
-                pass
+        try:
+            text = envoy.prometheus()
+            if "session_router_decision_new" in text:
+                return text
+        except OSError:  # refused, reset or timed out: try again
+            pass
         time.sleep(0.2)
-    pytest.fail("no session_router metrics on /stats/prometheus:\n" + (tmp_path / "envoy.log").read_text()[-3000:])
+    pytest.fail("no session_router metrics on /stats/prometheus:\n" + envoy.log_tail())
