@@ -161,16 +161,17 @@ build() {
   [ -f "$SESSION_ROUTER_WASM" ] || die "$SESSION_ROUTER_WASM not found"
 
   step "harness: backend and e2e (e2e/harness)"
-  (cd "$ROOT" && cargo build --release --locked -p session-router-harness)
+  # The workspace's `tools` profile (root Cargo.toml): optimised, without the .wasm's LTO.
+  (cd "$ROOT" && cargo build --profile tools --locked -p session-router-harness)
   if [ -z "${SKIP_UNIT:-}" ]; then
     local out
-    out=$(cd "$ROOT" && cargo test --release --locked -p session-router-harness 2>&1) \
+    out=$(cd "$ROOT" && cargo test --profile tools --locked -p session-router-harness 2>&1) \
       || { printf '%s\n' "$out"; die "the harness's own unit tests fail"; }
     printf '%s\n' "$out" | grep '^test result: ok. [1-9]' || true
   fi
 
   step "images (FROM nothing: host binaries and the libraries they load)"
-  local bin="$ROOT/target/release"
+  local bin="$ROOT/target/tools"
   stage "$BUILD/harness" "$bin/backend:/usr/local/bin/backend" "$bin/e2e:/usr/local/bin/e2e"
   import "$LOCAL_HARNESS" "$BUILD/harness" --change 'CMD ["backend"]'
   if is_local "$ENVOY_IMAGE"; then

@@ -23,7 +23,7 @@ use libfuzzer_sys::fuzz_target;
 use session_router::config::Config;
 use session_router::router::{Decision, Kind, decide, target_value};
 use session_router::sticky::{self, Claims, Policy};
-use session_router_fuzz::{Input, NOW, ROUTER_CONFIGS, Req, SourceAddress, ids, input, router_config};
+use session_router_fuzz::{NOW, ROUTER_CONFIGS, Req, SourceAddress, dispatch, ids, router_config};
 
 #[derive(Arbitrary, Debug)]
 enum Name {
@@ -197,13 +197,4 @@ fn structured(b: Built) {
     check(cfg, &req, &down, now, &b.ids);
 }
 
-fuzz_target!(|data: &[u8]| {
-    match input(data) {
-        Input::Raw(r) => raw(r),
-        Input::Structured(u) => {
-            if let Ok(b) = Built::arbitrary_take_rest(u) {
-                structured(b);
-            }
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| dispatch(data, raw, structured));

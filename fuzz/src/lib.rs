@@ -34,6 +34,23 @@ pub fn input(data: &[u8]) -> Input<'_> {
     }
 }
 
+/// `raw` on a raw input; `structured` on what a structured input builds (nothing when it builds
+/// no `B`).
+pub fn dispatch<'a, B: arbitrary::Arbitrary<'a>>(
+    data: &'a [u8],
+    raw: impl FnOnce(&'a [u8]),
+    structured: impl FnOnce(B),
+) {
+    match input(data) {
+        Input::Raw(r) => raw(r),
+        Input::Structured(u) => {
+            if let Ok(b) = B::arbitrary_take_rest(u) {
+                structured(b);
+            }
+        }
+    }
+}
+
 /// `line(n)` of a raw input, if present.
 pub fn lines(data: &[u8]) -> Vec<&[u8]> {
     data.split(|&b| b == b'\n').collect()

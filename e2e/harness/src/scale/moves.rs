@@ -45,6 +45,24 @@ impl Moves {
         }
         k
     }
+
+    /// `name: moved of total = share (optimum …); lost state: …`
+    fn line(&self, name: &str, optimum: &str, memory: bool) -> String {
+        let note = match (memory, self.lost_moved) {
+            (false, _) => " (Redis)",
+            (true, 0) => "",
+            (true, _) => " (in-memory state: expected)",
+        };
+        format!(
+            "{} {} of {} = {:.3} (optimum {optimum}); lost state: {} moved{note}, {} others",
+            label(name),
+            self.moved,
+            self.total,
+            fraction(self.moved, self.total),
+            self.lost_moved,
+            self.lost_stayed
+        )
+    }
 }
 
 fn fraction(n: usize, of: usize) -> f64 {
@@ -126,51 +144,25 @@ pub(super) fn check(ctx: &Ctx, step: &Step, ck: &Moves, hk: &Moves, memory: bool
 
 /// The figures' lines of the sessions moved, with and without the cookie.
 pub(super) fn figures(step: &Step, ck: &Moves, hk: &Moves, memory: bool) -> Vec<String> {
-    let note = |lost: usize| match (memory, lost) {
-        (false, _) => " (Redis)",
-        (true, 0) => "",
-        (true, _) => " (in-memory state: expected)",
-    };
     let optimum = optimum_hashed(step, hk);
+    let (cookie_optimum, hashed_optimum) = if step.up {
+        let (added, now) = (step.added.len(), step.followed.members.len());
+        (
+            "0".to_string(),
+            format!("{added}/{now} = {optimum:.3}; all {} to the added hosts", hk.moved_to_added),
+        )
+    } else {
+        (
+            format!(
+                "{:.3}: the {} on removed hosts, each to one successor",
+                fraction(ck.on_removed, ck.total),
+                ck.on_removed
+            ),
+            format!("{optimum:.3}: the {} on removed hosts", hk.on_removed),
+        )
+    };
     vec![
-        format!(
-            "{} {} of {} = {:.3} (optimum {}); lost state: {} moved{}, {} others",
-            label("  cookie sessions moved"),
-            ck.moved,
-            ck.total,
-            fraction(ck.moved, ck.total),
-            if step.up {
-                "0".to_string()
-            } else {
-                format!(
-                    "{:.3}: the {} on removed hosts, each to one successor",
-                    fraction(ck.on_removed, ck.total),
-                    ck.on_removed
-                )
-            },
-            ck.lost_moved,
-            note(ck.lost_moved),
-            ck.lost_stayed
-        ),
-        format!(
-            "{} {} of {} = {:.3} (optimum {}); lost state: {} moved{}, {} others",
-            label("  hashed sessions moved"),
-            hk.moved,
-            hk.total,
-            fraction(hk.moved, hk.total),
-            if step.up {
-                format!(
-                    "{}/{} = {optimum:.3}; all {} to the added hosts",
-                    step.added.len(),
-                    step.followed.members.len(),
-                    hk.moved_to_added
-                )
-            } else {
-                format!("{optimum:.3}: the {} on removed hosts", hk.on_removed)
-            },
-            hk.lost_moved,
-            note(hk.lost_moved),
-            hk.lost_stayed
-        ),
+        ck.line("  cookie sessions moved", &cookie_optimum, memory),
+        hk.line("  hashed sessions moved", &hashed_optimum, memory),
     ]
 }
