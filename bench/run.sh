@@ -37,6 +37,11 @@ if ! command -v valgrind >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 fi
 say "building bench/tools (loadgen, spread, hotpath)"
-cargo build --quiet --release --manifest-path bench/tools/Cargo.toml --target-dir target/bench-tools
+# The workspace's release profile is the .wasm's (opt-level "z", LTO, abort): natively, the tools and
+# the filter they link are measured as a plain release build (opt-level 3, symbols kept).
+cargo build --quiet --release --manifest-path bench/tools/Cargo.toml --target-dir target/bench-tools \
+  --config profile.release.opt-level=3 --config profile.release.lto=false \
+  --config profile.release.codegen-units=16 --config 'profile.release.panic="unwind"' \
+  --config profile.release.strip=false
 
 exec python3 bench/bench.py "$@"

@@ -17,7 +17,7 @@ if [ -z "${SKIP_LINT:-}" ]; then
   step "cargo fmt --check"
   cargo fmt --all -- --check
   step "cargo clippy (native and wasm32-wasip1)"
-  cargo clippy --all-targets -- -D warnings
+  cargo clippy --workspace --all-targets -- -D warnings
   cargo clippy --lib --target wasm32-wasip1 -- -D warnings
   step "layering: only src/filter/ calls proxy-wasm; no import cycle in the core"
   python3 scripts/check-layering.py

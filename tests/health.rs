@@ -9,14 +9,24 @@ use session_router::outcome::{Passive, ProbeThresholds};
 const P: Passive = Passive { consecutive_failures: 3, ejection_ms: 10_000, max_ejection_ms: 25_000 };
 const T: ProbeThresholds = ProbeThresholds { unhealthy: 2, healthy: 2 };
 
-fn config(n: usize) -> Config {
-    let hosts: Vec<String> =
-        (0..n).map(|i| format!(r#"{{"address":"10.0.0.{}:80","id":"h{i}"}}"#, i + 1)).collect();
+/// Hosts with ids `ids` at 10.0.`net`.1, .2, …
+fn hosts_at(net: u8, ids: &[&str]) -> Config {
+    let hosts: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!(r#"{{"address":"10.0.{net}.{}:80","id":"{id}"}}"#, i + 1))
+        .collect();
     let json = format!(
         r#"{{"hosts":[{}],"sources":[{{"type":"header","name":"x"}}],"target":{{"header":"x-envoy-original-dst-host"}}}}"#,
         hosts.join(",")
     );
     Config::parse(json.as_bytes(), |_| None).unwrap()
+}
+
+/// `n` hosts h0, h1, … at 10.0.0.1, .2, …
+fn config(n: usize) -> Config {
+    let ids: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+    hosts_at(0, &ids.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]
@@ -123,17 +133,9 @@ fn encoding_round_trips_and_garbage_is_dropped() {
     assert_eq!(Table::decode(b"gone\t0\t99\t1\t0\t0\t0\t0\n").down_hosts(&config(2), 0), None);
 }
 
+/// Hosts with ids `ids` at 10.0.1.1, .2, …
 fn config_ids(ids: &[&str]) -> Config {
-    let hosts: Vec<String> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| format!(r#"{{"address":"10.0.1.{}:80","id":"{id}"}}"#, i + 1))
-        .collect();
-    let json = format!(
-        r#"{{"hosts":[{}],"sources":[{{"type":"header","name":"x"}}],"target":{{"header":"x-envoy-original-dst-host"}}}}"#,
-        hosts.join(",")
-    );
-    Config::parse(json.as_bytes(), |_| None).unwrap()
+    hosts_at(1, ids)
 }
 
 /// Issue 12 item 1: a rolling deploy leaves the entries of replaced pods behind (they failed

@@ -9,7 +9,7 @@ use common::{Req, req};
 use session_router::config::Config;
 use session_router::murmur3::murmur3_x64_128;
 use session_router::router::{AllUp, Decision, Kind, decide};
-use session_router::sticky::{self, CookieKey, Policy, Rejection};
+use session_router::sticky::{self, Claims, CookieKey, Policy, Rejection};
 
 const OLD: &str = "old-secret-0123456789abcdef0123456789";
 const NEW: &str = "new-secret-0123456789abcdef0123456789";
@@ -31,6 +31,12 @@ fn config(sticky: &str) -> Config {
 fn cookie_value(d: &Decision) -> Option<String> {
     let line = d.set_cookie.as_deref()?;
     Some(line.strip_prefix("srv=")?.split(';').next()?.to_owned())
+}
+
+/// The claims of the sticky cookie `d` issued, decoded with `cfg`'s signing key at `NOW`.
+fn claims_of(cfg: &Config, d: &Decision) -> Claims {
+    sticky::decode(&cfg.sticky.as_ref().unwrap().key, cookie_value(d).unwrap().as_bytes(), POLICY, NOW)
+        .unwrap()
 }
 
 fn with_cookie(value: &str) -> Req {
@@ -150,13 +156,7 @@ fn the_mac_names_the_cookie() {
 fn cookies_signed_before_the_mac_named_the_cookie_are_honoured_and_re_signed() {
     let cfg = config(&format!(r#""secret":"{OLD}""#));
     let issued = decide(&cfg, &Req::default(), &AllUp, NOW, &mut || [3; 16]);
-    let claims = sticky::decode(
-        &cfg.sticky.as_ref().unwrap().key,
-        cookie_value(&issued).unwrap().as_bytes(),
-        POLICY,
-        NOW,
-    )
-    .unwrap();
+    let claims = claims_of(&cfg, &issued);
     // The same claims in the unnamed form, as the previous release signed them.
     let legacy = sticky::encode(&CookieKey::new(OLD.as_bytes()), &claims);
     let d = decide(&cfg, &with_cookie(&legacy), &AllUp, NOW + 1, &mut || [0; 16]);
@@ -186,20 +186,7 @@ fn hashed_sessions_carry_a_keyed_session_id_at_the_murmur3_point() {
             (h1, h1, db.host),
             "placement is the unkeyed murmur3 point"
         );
-        let ca = sticky::decode(
-            &a.sticky.as_ref().unwrap().key,
-            cookie_value(&da).unwrap().as_bytes(),
-            POLICY,
-            NOW,
-        )
-        .unwrap();
-        let cb = sticky::decode(
-            &b.sticky.as_ref().unwrap().key,
-            cookie_value(&db).unwrap().as_bytes(),
-            POLICY,
-            NOW,
-        )
-        .unwrap();
+        let (ca, cb) = (claims_of(&a, &da), claims_of(&b, &db));
         let unkeyed: Vec<u8> = [h1.to_be_bytes(), h2.to_be_bytes()].concat();
         assert_ne!(ca.session_id.to_vec(), unkeyed, "{user}: recoverable offline from the cookie");
         assert_ne!(ca.session_id, cb.session_id, "{user}: the id depends on the secret");

@@ -22,7 +22,7 @@ use libfuzzer_sys::fuzz_target;
 use session_router::config::Config;
 use session_router::health::{Entry, Event, Table};
 use session_router::outcome::{Passive, ProbeThresholds};
-use session_router_fuzz::{Input, MAX_HEALTH_HOSTS, hosts_config, input};
+use session_router_fuzz::{MAX_HEALTH_HOSTS, dispatch, hosts_config};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -220,13 +220,4 @@ fn structured(b: Built) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    match input(data) {
-        Input::Raw(r) => raw(r),
-        Input::Structured(u) => {
-            if let Ok(b) = Built::arbitrary_take_rest(u) {
-                structured(b);
-            }
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| dispatch(data, raw, structured));

@@ -23,7 +23,7 @@ use libfuzzer_sys::fuzz_target;
 use session_router::config::Config;
 use session_router::router::{Decision, Kind, decide, target_value};
 use session_router::sticky::{self, Claims, Policy};
-use session_router_fuzz::{Input, NOW, ROUTER_CONFIGS, Req, ids, input, router_config};
+use session_router_fuzz::{NOW, ROUTER_CONFIGS, Req, SourceAddress, dispatch, ids, router_config};
 
 #[derive(Arbitrary, Debug)]
 enum Name {
@@ -122,10 +122,7 @@ fn check(cfg: &Config, req: &Req, down: &[bool], now: u64, seeds: &[[u8; 16]]) {
         let max_age = format!("Max-Age={}", claims.expires_at - now);
         assert!(line.contains(&max_age), "{line} lacks {max_age}");
         // Returning with it lands on the same host.
-        let mut back = Req {
-            headers: vec![("cookie".into(), format!("{}={value}", sticky.name).into_bytes())],
-            source: None,
-        };
+        let mut back = Req::from_pairs([("cookie", format!("{}={value}", sticky.name))]);
         back.headers.extend(req.headers.iter().filter(|(n, _)| n != "cookie").cloned());
         let next = decide(cfg, &back, down, now, &mut ids(seeds));
         assert_eq!((next.kind, next.host), (Kind::Pinned, d.host), "the issued cookie does not pin its host");
@@ -156,7 +153,7 @@ fn raw(data: &[u8]) {
         let text = String::from_utf8_lossy(&value).into_owned();
         match name.as_str() {
             "@config" => config = text.parse().unwrap_or(0),
-            "@source" => req.source = Some(text),
+            "@source" => req.source = SourceAddress::Known(text),
             "@down" => down = text.split(',').filter_map(|i| i.trim().parse::<usize>().ok()).collect(),
             "@now" => now = text.parse().unwrap_or(NOW),
             _ => req.headers.push((name, value)),
@@ -171,7 +168,8 @@ fn raw(data: &[u8]) {
 fn structured(b: Built) {
     let cfg = router_config(usize::from(b.config) % ROUTER_CONFIGS.len());
     let now = NOW + u64::from(b.now_offset);
-    let mut req = Req { source: b.source, ..Req::default() };
+    let mut req =
+        Req { source: b.source.map_or(SourceAddress::None, SourceAddress::Known), ..Req::default() };
     for (name, value) in b.headers.into_iter().take(24) {
         req.headers.push((header_name(cfg, &name), value));
     }
@@ -199,13 +197,4 @@ fn structured(b: Built) {
     check(cfg, &req, &down, now, &b.ids);
 }
 
-fuzz_target!(|data: &[u8]| {
-    match input(data) {
-        Input::Raw(r) => raw(r),
-        Input::Structured(u) => {
-            if let Ok(b) = Built::arbitrary_take_rest(u) {
-                structured(b);
-            }
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| dispatch(data, raw, structured));

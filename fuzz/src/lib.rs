@@ -12,7 +12,6 @@
 use std::sync::OnceLock;
 
 use session_router::config::Config;
-use session_router::router::RequestView;
 
 /// The clock the targets run at (Unix seconds), unless the input says otherwise.
 pub const NOW: u64 = 1_700_000_000;
@@ -35,6 +34,23 @@ pub fn input(data: &[u8]) -> Input<'_> {
     }
 }
 
+/// `raw` on a raw input; `structured` on what a structured input builds (nothing when it builds
+/// no `B`).
+pub fn dispatch<'a, B: arbitrary::Arbitrary<'a>>(
+    data: &'a [u8],
+    raw: impl FnOnce(&'a [u8]),
+    structured: impl FnOnce(B),
+) {
+    match input(data) {
+        Input::Raw(r) => raw(r),
+        Input::Structured(u) => {
+            if let Ok(b) = B::arbitrary_take_rest(u) {
+                structured(b);
+            }
+        }
+    }
+}
+
 /// `line(n)` of a raw input, if present.
 pub fn lines(data: &[u8]) -> Vec<&[u8]> {
     data.split(|&b| b == b'\n').collect()
@@ -44,23 +60,8 @@ pub fn parse_u64(line: Option<&&[u8]>) -> Option<u64> {
     std::str::from_utf8(line?).ok()?.trim().parse().ok()
 }
 
-/// A request as the filter hands it to the router: header pairs in order (names lowercase)
-/// and the downstream address.
-#[derive(Debug, Clone, Default)]
-pub struct Req {
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub source: Option<String>,
-}
-
-impl RequestView for Req {
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
-    }
-
-    fn source_address(&self) -> Option<String> {
-        self.source.clone()
-    }
-}
+/// A request as the filter hands it to the router: the adapter that ships.
+pub use session_router::request::{HeaderPairs as Req, SourceAddress};
 
 /// Deterministic "random" session ids for `router::decide`.
 pub fn ids(seeds: &[[u8; 16]]) -> impl FnMut() -> [u8; 16] + '_ {

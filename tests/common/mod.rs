@@ -7,3 +7,4 @@ pub use session_router::request::HeaderPairs as Req;
 pub fn req(pairs: &[(&str, &str)]) -> Req {
     Req::from_pairs(pairs.iter().copied())
 }
+pub mod bad_inputs;

@@ -12,7 +12,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use session_router::config::Config;
-use session_router::router::{AllUp, RequestView, decide, target_value};
+use session_router::request::{HeaderPairs, SourceAddress};
+use session_router::router::{AllUp, decide, target_value};
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -56,17 +57,6 @@ fn config(sticky: bool, fallbacks: u32) -> Config {
     Config::parse(json.as_bytes(), |_| None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-struct Req(Vec<(String, Vec<u8>)>);
-
-impl RequestView for Req {
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
-    }
-    fn source_address(&self) -> Option<String> {
-        Some("127.0.0.1:40000".to_owned())
-    }
-}
-
 /// The headers Envoy hands the filter for a wrk-style request with one cookie.
 fn pairs(cookie: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -90,11 +80,10 @@ struct Scenario {
 fn scenarios() -> Vec<Scenario> {
     let sticky = config(true, 2);
     let mut ids = 0u128;
-    let minted =
-        decide(&sticky, &Req(vec![("cookie".to_owned(), b"a=b".to_vec())]), &AllUp, NOW, &mut || {
-            ids += 1;
-            ids.to_le_bytes()
-        });
+    let minted = decide(&sticky, &HeaderPairs::from_pairs([("cookie", "a=b")]), &AllUp, NOW, &mut || {
+        ids += 1;
+        ids.to_le_bytes()
+    });
     let cookie = minted.set_cookie.unwrap_or_default().split(';').next().unwrap_or_default().to_owned();
     vec![
         Scenario {
@@ -126,7 +115,11 @@ fn scenarios() -> Vec<Scenario> {
 
 /// One request's worth of the filter's pure work; returns something so nothing is elided.
 fn request(s: &Scenario, ids: &mut dyn FnMut() -> [u8; 16]) -> usize {
-    let req = Req(s.headers.iter().map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec())).collect());
+    // The address is read only when a `source_ip` source is reached (never here), as in the filter.
+    let req = HeaderPairs {
+        source: SourceAddress::Lazy(|| Some("127.0.0.1:40000".to_owned())),
+        ..HeaderPairs::from_pairs(s.headers.iter().map(|(n, v)| (n, v)))
+    };
     let d = decide(&s.cfg, &req, &AllUp, NOW, ids);
     let v = target_value(&s.cfg, &d, &AllUp);
     v.len() + d.set_cookie.map_or(0, |c| c.len())

@@ -161,6 +161,8 @@ fn main() {
             std::fs::write(&path, text).unwrap_or_else(|e| die(&format!("{path}: {e}")));
         }
         Some("run") => run(&get(2), get(3).parse().unwrap_or_else(|_| die("bad N")), &get(4)),
-        _ => die("usage: spread keys N FILE | spread run SCENARIOS N PLACEMENT[,PLACEMENT…] (vnodes or rendezvous)"),
+        _ => die(
+            "usage: spread keys N FILE | spread run SCENARIOS N PLACEMENT[,PLACEMENT…] (vnodes or rendezvous)",
+        ),
     }
 }
