@@ -194,7 +194,13 @@ pub fn read_consul(body: &[u8], seeds: &[HostSpec], admission: &Admission) -> Re
             service.and_then(|s| s.get("Port")).and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
         let address = ip.zip(port).map(|(ip, port)| SocketAddr::new(ip, port));
         let name = service.and_then(|s| s.get("ID")).and_then(Value::as_str);
-        c.add(i, address, name, weight(service.and_then(|s| s.get("Weights")).and_then(|w| w.get("Passing"))), false);
+        c.add(
+            i,
+            address,
+            name,
+            weight(service.and_then(|s| s.get("Weights")).and_then(|w| w.get("Passing"))),
+            false,
+        );
     }
     finish(c, seeds)
 }

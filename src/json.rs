@@ -174,7 +174,11 @@ impl Parser<'_> {
     }
 
     fn eof_or(&self, what: &'static str, eof: &'static str) -> Error {
-        if self.pos >= self.bytes.len() { self.error_at(eof, self.bytes.len()) } else { self.error_here(what) }
+        if self.pos >= self.bytes.len() {
+            self.error_at(eof, self.bytes.len())
+        } else {
+            self.error_here(what)
+        }
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, Error> {
@@ -329,14 +333,17 @@ impl Parser<'_> {
                 None => return Err(self.error_at("EOF while parsing a string", self.bytes.len())),
                 Some(b'"') => {
                     self.pos += 1;
-                    return String::from_utf8(out).map_err(|_| self.error_at("invalid unicode code point", self.pos));
+                    return String::from_utf8(out)
+                        .map_err(|_| self.error_at("invalid unicode code point", self.pos));
                 }
                 Some(b'\\') => {
                     self.pos += 1;
                     self.escape(&mut out)?;
                 }
                 Some(_) => {
-                    return Err(self.error_here("control character (\\u0000-\\u001F) found while parsing a string"));
+                    return Err(
+                        self.error_here("control character (\\u0000-\\u001F) found while parsing a string")
+                    );
                 }
             }
         }
@@ -370,7 +377,9 @@ impl Parser<'_> {
                         }
                         0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
                     }
-                    0xDC00..=0xDFFF => return Err(self.error_at("lone trailing surrogate in hex escape", self.pos)),
+                    0xDC00..=0xDFFF => {
+                        return Err(self.error_at("lone trailing surrogate in hex escape", self.pos));
+                    }
                     n => n,
                 };
                 char::from_u32(code).ok_or_else(|| self.error_at("invalid unicode code point", self.pos))?
@@ -407,11 +416,13 @@ impl Parser<'_> {
         let start = self.pos;
         let integral = self.number_syntax()?;
         // Only ASCII digits, signs, '.' and 'e' were consumed.
-        let text = std::str::from_utf8(self.bytes.get(start..self.pos).unwrap_or_default()).unwrap_or_default();
+        let text =
+            std::str::from_utf8(self.bytes.get(start..self.pos).unwrap_or_default()).unwrap_or_default();
         if integral {
             if text.starts_with('-') {
-                if let Ok(n) = text.parse::<i64>() {
-                    return Ok(if n == 0 { Number::PosInt(0) } else { Number::NegInt(n) });
+                // `-0` is the double -0.0, as serde_json reads it.
+                if let Ok(n @ ..0) = text.parse::<i64>() {
+                    return Ok(Number::NegInt(n));
                 }
             } else if let Ok(n) = text.parse::<u64>() {
                 return Ok(Number::PosInt(n));

@@ -85,21 +85,10 @@ pub(super) enum RawDiscovery {
 }
 
 pub(super) enum RawSource {
-    Cookie {
-        name: String,
-    },
-    Jwt {
-        claim: Option<String>,
-        header: Option<String>,
-        prefix: Option<String>,
-        leeway_seconds: Option<u64>,
-    },
-    Header {
-        name: String,
-    },
-    Query {
-        name: String,
-    },
+    Cookie { name: String },
+    Jwt { claim: Option<String>, header: Option<String>, prefix: Option<String>, leeway_seconds: Option<u64> },
+    Header { name: String },
+    Query { name: String },
     SourceIp {},
 }
 
@@ -128,7 +117,6 @@ pub(super) struct RawTarget {
     pub(super) encoding: Option<Encoding>,
     pub(super) fallbacks: Option<u32>,
 }
-
 
 // ---- reading the document: serde's rules for these types, written out ----------------------
 
@@ -258,7 +246,8 @@ fn read_active(v: &Value, path: &str) -> Result<RawActive, ConfigError> {
         "header",
     ];
     let (mut cluster, mut probe_path, mut authority, mut header) = (None, None, None, None);
-    let (mut interval_ms, mut timeout_ms, mut unhealthy_threshold, mut healthy_threshold) = (None, None, None, None);
+    let (mut interval_ms, mut timeout_ms, mut unhealthy_threshold, mut healthy_threshold) =
+        (None, None, None, None);
     object(v, path, "struct RawActive", fields, false, &mut |i, v, at| {
         match i {
             0 => cluster = Some(string(v, at)?),
@@ -295,7 +284,8 @@ fn read_discovery(v: &Value, path: &str) -> Result<RawDiscovery, ConfigError> {
     };
     let (mut cluster, mut target_cluster, mut registry_path, mut format) = (None, None, None, None);
     let (mut authority, mut interval_ms, mut allowed_cidrs, mut denied_ports) = (None, None, None, None);
-    let expecting = if json { "struct variant RawDiscovery::Json" } else { "struct variant RawDiscovery::EnvoyAdmin" };
+    let expecting =
+        if json { "struct variant RawDiscovery::Json" } else { "struct variant RawDiscovery::EnvoyAdmin" };
     object(v, path, expecting, fields, true, &mut |i, v, at| {
         match fields.get(i).copied().unwrap_or_default() {
             "cluster" => cluster = Some(string(v, at)?),

@@ -160,7 +160,9 @@ pub(super) fn variant(v: &Value, path: &str, variants: &[&str]) -> Result<usize,
     };
     match variants.iter().position(|n| n == name) {
         Some(i) => Ok(i),
-        None => fail(path, format!("unknown variant `{name}`, {}", one_of(variants, "there are no variants"))),
+        None => {
+            fail(path, format!("unknown variant `{name}`, {}", one_of(variants, "there are no variants")))
+        }
     }
 }
 
