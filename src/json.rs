@@ -22,14 +22,15 @@ pub enum Value {
     Object(Vec<(String, Value)>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Number {
     /// A non-negative integer written without fraction or exponent that fits a `u64`.
     PosInt(u64),
     /// A negative integer written without fraction or exponent that fits an `i64`.
     NegInt(i64),
-    /// Anything else: a fraction, an exponent, or an integer too large for the above.
-    Float(f64),
+    /// Anything else: a fraction, an exponent, or an integer too large for the above; with the
+    /// number as written, for messages (so no float formatting is needed).
+    Float(f64, Box<str>),
 }
 
 impl Value {
@@ -68,7 +69,7 @@ impl Value {
         match self {
             Value::Number(Number::PosInt(n)) => Some(*n as f64),
             Value::Number(Number::NegInt(n)) => Some(*n as f64),
-            Value::Number(Number::Float(f)) => Some(*f),
+            Value::Number(Number::Float(f, _)) => Some(*f),
             _ => None,
         }
     }
@@ -429,7 +430,7 @@ impl Parser<'_> {
             }
         }
         match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Number::Float(f)),
+            Ok(f) if f.is_finite() => Ok(Number::Float(f, text.into())),
             _ => Err(self.error_at("number out of range", self.pos)),
         }
     }

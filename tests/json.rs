@@ -14,7 +14,7 @@ fn to_serde(v: &Value) -> serde_json::Value {
         Value::Bool(b) => (*b).into(),
         Value::Number(Number::PosInt(n)) => (*n).into(),
         Value::Number(Number::NegInt(n)) => (*n).into(),
-        Value::Number(Number::Float(f)) => (*f).into(),
+        Value::Number(Number::Float(f, _)) => (*f).into(),
         Value::String(s) => s.clone().into(),
         Value::Array(items) => items.iter().map(to_serde).collect(),
         // serde_json keeps the last of repeated keys.

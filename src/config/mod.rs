@@ -6,9 +6,13 @@ use std::fmt;
 use std::net::SocketAddr;
 
 mod compile;
+mod health;
+mod order;
 mod raw;
 mod read;
+mod sticky_cookie;
 
+pub(crate) use order::sort_by;
 pub use raw::HostSpec;
 
 use crate::bounded::BoundedLoad;
@@ -308,7 +312,7 @@ impl Config {
 
     fn prepare_hosts(&self, specs: Vec<HostSpec>) -> Result<Vec<Host>, ConfigError> {
         let mut hosts = compile::compile_hosts(specs, &self.target, self.sticky.as_ref())?;
-        hosts.sort_by(|a, b| a.id.cmp(&b.id));
+        sort_by(&mut hosts, &|a, b| a.id.cmp(&b.id));
         let vnodes = self.vnodes_per_weight;
         let total: u64 = hosts.iter().map(|h| u64::from(h.weight) * u64::from(vnodes)).sum();
         if self.algorithm == Algorithm::Ring && total > MAX_RING_POINTS {
@@ -350,7 +354,7 @@ impl Config {
             }
         };
         self.tags = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
-        self.tags.sort_unstable();
+        sort_by(&mut self.tags, &Ord::cmp);
         self.verify_tags = self.sticky.as_ref().map_or_else(Vec::new, |s| {
             s.keys
                 .iter()
@@ -358,13 +362,13 @@ impl Config {
                 .map(|key| {
                     let mut t: Vec<_> =
                         hosts.iter().enumerate().map(|(i, h)| (key.host_tag(h.id.as_bytes()), i)).collect();
-                    t.sort_unstable();
+                    sort_by(&mut t, &Ord::cmp);
                     t
                 })
                 .collect()
         });
         self.addresses = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
-        self.addresses.sort_unstable();
+        sort_by(&mut self.addresses, &Ord::cmp);
         self.hosts = hosts;
         Ok(())
     }

@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
 
 pub(super) struct RawBoundedLoad {
     pub(super) factor: f64,
+    /// `factor` as written, for messages.
+    pub(super) factor_text: String,
     pub(super) spill_unpinned_keys: Option<bool>,
 }
 
@@ -188,7 +190,8 @@ fn read_bounded_load(v: &Value, path: &str) -> Result<RawBoundedLoad, ConfigErro
         }
         Ok(())
     })?;
-    Ok(RawBoundedLoad { factor: required(factor, path, "factor")?, spill_unpinned_keys })
+    let (factor, factor_text) = required(factor, path, "factor")?;
+    Ok(RawBoundedLoad { factor, factor_text, spill_unpinned_keys })
 }
 
 fn read_placement(v: &Value, path: &str) -> Result<RawPlacement, ConfigError> {

@@ -32,25 +32,30 @@ pub(super) fn unexpected(v: &Value) -> String {
         Value::Bool(b) => format!("boolean `{b}`"),
         Value::Number(Number::PosInt(n)) => format!("integer `{n}`"),
         Value::Number(Number::NegInt(n)) => format!("integer `{n}`"),
-        Value::Number(Number::Float(f)) => format!("floating point `{}`", float(*f)),
+        Value::Number(Number::Float(_, text)) => format!("floating point `{}`", float(text)),
         Value::String(s) => format!("string {s:?}"),
         Value::Array(_) => "sequence".to_owned(),
         Value::Object(_) => "map".to_owned(),
     }
 }
 
-/// A finite double as serde_json writes it in errors: the shortest digits that read back, with
-/// `.0` on integers, and an exponent (`1.8446744073709552e+19`) outside 1e-5..1e16.
-pub(super) fn float(f: f64) -> String {
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let n = digits.len() as i32;
-    if f == 0.0 {
+/// A number as written, laid out as serde_json writes a double in errors: its significant
+/// digits, `.0` on integers, and an exponent (`1.8446744073709552e+19`) outside 1e-5..1e16.
+/// From the text rather than the double, so no float formatting is linked into the module.
+pub(super) fn float(text: &str) -> String {
+    let (sign, text) = text.strip_prefix('-').map_or(("", text), |t| ("-", t));
+    let (mantissa, exp) = text.split_once(['e', 'E']).unwrap_or((text, "0"));
+    let exp: i64 = exp.strip_prefix('+').unwrap_or(exp).parse().unwrap_or(0);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = format!("{int}{frac}");
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0');
+    if digits.is_empty() {
         return format!("{sign}0.0");
     }
+    // The decimal exponent of the first significant digit.
+    let exp = exp + int.len() as i64 - 1 - lead as i64;
+    let n = digits.len() as i64;
     if !(-5..=15).contains(&exp) {
         let (head, tail) = digits.split_at(1);
         let dot = if tail.is_empty() { String::new() } else { format!(".{tail}") };
@@ -58,12 +63,10 @@ pub(super) fn float(f: f64) -> String {
         return format!("{sign}{head}{dot}e{esign}{:02}", exp.unsigned_abs());
     }
     if exp < 0 {
-        let zeros = "0".repeat((-exp - 1) as usize);
-        return format!("{sign}0.{zeros}{digits}");
+        return format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize));
     }
     if n - 1 <= exp {
-        let zeros = "0".repeat((exp - n + 1) as usize);
-        return format!("{sign}{digits}{zeros}.0");
+        return format!("{sign}{digits}{}.0", "0".repeat((exp - n + 1) as usize));
     }
     let (int, frac) = digits.split_at(exp as usize + 1);
     format!("{sign}{int}.{frac}")
@@ -180,8 +183,14 @@ pub(super) fn boolean(v: &Value, path: &str) -> Result<bool, ConfigError> {
     }
 }
 
-pub(super) fn double(v: &Value, path: &str) -> Result<f64, ConfigError> {
-    v.as_f64().map_or_else(|| invalid_type(path, v, "f64"), Ok)
+/// A number, with its text for messages (`1.5`, or an integer's digits).
+pub(super) fn double(v: &Value, path: &str) -> Result<(f64, String), ConfigError> {
+    match v {
+        Value::Number(Number::Float(f, text)) => Ok((*f, float(text))),
+        Value::Number(Number::PosInt(n)) => Ok((*n as f64, n.to_string())),
+        Value::Number(Number::NegInt(n)) => Ok((*n as f64, n.to_string())),
+        _ => invalid_type(path, v, "f64"),
+    }
 }
 
 /// `null` as `None` (serde's `Option`), anything else through `read`.
@@ -243,7 +252,7 @@ pub(super) fn int<T: Unsigned>(v: &Value, path: &str) -> Result<T, ConfigError> 
     let u = match v {
         Value::Number(Number::PosInt(u)) => *u,
         Value::Number(Number::NegInt(_)) => return bad_value(),
-        Value::Number(Number::Float(f)) => {
+        Value::Number(Number::Float(f, _)) => {
             if !f.is_finite() || f.fract() != 0.0 {
                 return invalid_type(path, v, T::NAME);
             }
