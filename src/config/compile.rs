@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::health::compile_health;
 use super::raw::*;
+use super::sticky_cookie::{check_cookie_name, compile_sticky};
 use super::*;
 use crate::bounded::FACTOR_SCALE;
 use crate::placement::{Algorithm, Placement};
 use crate::ring::MAX_HOSTS;
-use super::health::compile_health;
-use super::sticky_cookie::{check_cookie_name, compile_sticky};
 
 pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let vnodes = raw.vnodes_per_weight.unwrap_or(DEFAULT_VNODES_PER_WEIGHT);
@@ -369,4 +369,3 @@ fn compile_bounded_load(raw: RawBoundedLoad) -> Result<BoundedLoad, ConfigError>
         spill_unpinned_keys: raw.spill_unpinned_keys.unwrap_or(false),
     })
 }
-

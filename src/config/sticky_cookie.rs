@@ -16,7 +16,10 @@ pub(super) fn check_cookie_name(field: &str, name: &str) -> Result<(), ConfigErr
     Ok(())
 }
 
-pub(super) fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Result<Sticky, ConfigError> {
+pub(super) fn compile_sticky(
+    raw: RawSticky,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Sticky, ConfigError> {
     check_cookie_name("sticky_cookie.name", &raw.name)?;
     if raw.ttl_seconds == 0 || raw.ttl_seconds > MAX_TTL_SECONDS {
         return Err(err(
