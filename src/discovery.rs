@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use serde_json::Value;
+use crate::json::Value;
 
 pub use crate::admission::{
     Admission, Cidr, DEFAULT_DENIED_PORTS, MAX_ADMISSION_ENTRIES, SkipReason, Skipped, canonical,
@@ -133,7 +133,7 @@ pub fn read_envoy_clusters(
     seeds: &[HostSpec],
     admission: &Admission,
 ) -> Result<Answer, DiscoveryError> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| DiscoveryError(format!("not JSON: {e}")))?;
+    let doc: Value = crate::json::parse(body).map_err(|e| DiscoveryError(format!("not JSON: {e}")))?;
     let Some(clusters) = doc.get("cluster_statuses").and_then(Value::as_array) else {
         return fail("no cluster_statuses array");
     };
@@ -142,7 +142,7 @@ pub fn read_envoy_clusters(
     else {
         return fail(format!("cluster {target_cluster:?} not found"));
     };
-    let hosts = cluster.get("host_statuses").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let hosts = cluster.get("host_statuses").and_then(Value::as_array).unwrap_or_default();
     let mut c = Collector { admission, endpoints: Vec::new(), skipped: Vec::new() };
     for (i, h) in hosts.iter().enumerate() {
         let health = h.get("health_status");
@@ -156,7 +156,7 @@ pub fn read_envoy_clusters(
         {
             continue;
         }
-        let sa = h.pointer("/address/socket_address");
+        let sa = h.get("address").and_then(|a| a.get("socket_address"));
         let ip =
             sa.and_then(|s| s.get("address")).and_then(Value::as_str).and_then(|a| a.parse::<IpAddr>().ok());
         let port =
@@ -177,7 +177,7 @@ pub fn parse_consul(body: &[u8], seeds: &[HostSpec]) -> Result<Vec<HostSpec>, Di
 
 /// Instances in Consul's `/v1/health/service/<name>` answer (ask with `?passing`).
 pub fn read_consul(body: &[u8], seeds: &[HostSpec], admission: &Admission) -> Result<Answer, DiscoveryError> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| DiscoveryError(format!("not JSON: {e}")))?;
+    let doc: Value = crate::json::parse(body).map_err(|e| DiscoveryError(format!("not JSON: {e}")))?;
     let Some(entries) = doc.as_array() else {
         return fail("not a JSON array of service entries");
     };
@@ -188,13 +188,19 @@ pub fn read_consul(body: &[u8], seeds: &[HostSpec], admission: &Admission) -> Re
             .and_then(|s| s.get("Address"))
             .and_then(Value::as_str)
             .filter(|a| !a.is_empty())
-            .or_else(|| e.pointer("/Node/Address").and_then(Value::as_str));
+            .or_else(|| e.get("Node").and_then(|n| n.get("Address")).and_then(Value::as_str));
         let ip = addr.and_then(|a| a.parse::<IpAddr>().ok());
         let port =
             service.and_then(|s| s.get("Port")).and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
         let address = ip.zip(port).map(|(ip, port)| SocketAddr::new(ip, port));
         let name = service.and_then(|s| s.get("ID")).and_then(Value::as_str);
-        c.add(i, address, name, weight(service.and_then(|s| s.pointer("/Weights/Passing"))), false);
+        c.add(
+            i,
+            address,
+            name,
+            weight(service.and_then(|s| s.get("Weights")).and_then(|w| w.get("Passing"))),
+            false,
+        );
     }
     finish(c, seeds)
 }
@@ -205,7 +211,7 @@ pub fn read_consul(body: &[u8], seeds: &[HostSpec], admission: &Admission) -> Re
 /// or another endpoint's address, is dropped (counted), never renamed.
 fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError> {
     let Collector { mut endpoints, mut skipped, .. } = c;
-    endpoints.sort_by_key(|e| e.address);
+    crate::config::sort_by(&mut endpoints, &|a, b| a.address.cmp(&b.address));
     endpoints.dedup_by_key(|e| e.address);
     let configured: HashMap<SocketAddr, &str> = seeds
         .iter()

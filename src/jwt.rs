@@ -1,12 +1,11 @@
 //! Session keys from JWT claims. The payload is decoded, NOT verified: verification belongs to
 //! Envoy's `jwt_authn` filter or Istio's `RequestAuthentication`, which run before this filter.
 
-use std::fmt;
-
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use crate::json::Value;
 
 /// Tokens longer than this are rejected before any decoding (Envoy's tests use 10 KiB tokens).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -84,9 +83,7 @@ pub fn claim_with_leeway(
         return Err(JwtError::Segments);
     };
     let json = B64URL.decode(payload).map_err(|_| JwtError::Base64)?;
-    let mut de = serde_json::Deserializer::from_slice(&json);
-    let found = Payload { claim }.deserialize(&mut de).map_err(|_| JwtError::Json)?;
-    de.end().map_err(|_| JwtError::Json)?;
+    let found = read_payload(&json, claim).ok_or(JwtError::Json)?;
     match found.exp {
         Some(Exp::Number(exp)) if exp + leeway_seconds as f64 <= now as f64 => return Err(JwtError::Expired),
         Some(Exp::Invalid) => return Err(JwtError::BadExp),
@@ -116,49 +113,27 @@ struct Found {
 
 /// Reads one object, keeping only `claim` and `exp`; a duplicate of either is an error
 /// (RFC 7519 §4: a parser may reject duplicate names, and for routing it must not guess).
-struct Payload<'c> {
-    claim: &'c str,
-}
-
-impl<'de> DeserializeSeed<'de> for Payload<'_> {
-    type Value = Found;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Payload<'_> {
-    type Value = Found;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
-        let mut found = Found { value: None, exp: None };
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == self.claim {
-                if found.value.is_some() {
-                    return Err(de::Error::custom("duplicate claim"));
-                }
-                let v: serde_json::Value = map.next_value()?;
-                found.value = Some(match v {
-                    serde_json::Value::String(s) => ClaimValue::String(s),
-                    _ => ClaimValue::Other,
-                });
-            } else if key == "exp" {
-                if found.exp.is_some() {
-                    return Err(de::Error::custom("duplicate exp"));
-                }
-                let v: serde_json::Value = map.next_value()?;
-                found.exp = Some(match v.as_f64() {
-                    Some(n) => Exp::Number(n),
-                    None => Exp::Invalid,
-                });
-            } else {
-                map.next_value::<IgnoredAny>()?;
+fn read_payload(json: &[u8], claim: &str) -> Option<Found> {
+    let members = crate::json::object_members(json, &|key| key == claim || key == "exp").ok()?;
+    let mut found = Found { value: None, exp: None };
+    for (key, v) in members {
+        if key == claim {
+            if found.value.is_some() {
+                return None;
             }
+            found.value = Some(match v {
+                Value::String(s) => ClaimValue::String(s),
+                _ => ClaimValue::Other,
+            });
+        } else if key == "exp" {
+            if found.exp.is_some() {
+                return None;
+            }
+            found.exp = Some(match v.as_f64() {
+                Some(n) => Exp::Number(n),
+                None => Exp::Invalid,
+            });
         }
-        Ok(found)
     }
+    Some(found)
 }

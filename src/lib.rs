@@ -13,6 +13,7 @@ pub mod cookie;
 pub mod discovery;
 pub mod filter;
 pub mod health;
+pub mod json;
 pub mod jwt;
 pub mod metric_names;
 pub mod murmur3;

@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::health::compile_health;
 use super::raw::*;
+use super::sticky_cookie::{check_cookie_name, compile_sticky};
 use super::*;
 use crate::bounded::FACTOR_SCALE;
-use crate::outcome::{EjectOn, Passive, ProbeThresholds};
 use crate::placement::{Algorithm, Placement};
 use crate::ring::MAX_HOSTS;
-use crate::sticky::CookieKey;
 
 pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let vnodes = raw.vnodes_per_weight.unwrap_or(DEFAULT_VNODES_PER_WEIGHT);
@@ -276,7 +276,7 @@ fn parse_address(s: &str) -> Result<SocketAddr, &'static str> {
 }
 
 /// HTTP header field names: RFC 9110 tokens, lowercase as Envoy stores them.
-fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+pub(super) fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || name.len() > 256 || !name.chars().all(is_tchar) {
         return Err(err(field, format!("{name:?} is not a valid header name")));
@@ -286,15 +286,6 @@ fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
         return Err(err(field, format!("{name:?} cannot be used here")));
     }
     Ok(lower)
-}
-
-/// RFC 6265 cookie names are tokens.
-fn check_cookie_name(field: &str, name: &str) -> Result<(), ConfigError> {
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || name.len() > 256 || !name.chars().all(is_tchar) {
-        return Err(err(field, format!("{name:?} is not a valid cookie name (RFC 6265 token)")));
-    }
-    Ok(())
 }
 
 fn compile_target(raw: RawTarget) -> Result<Target, ConfigError> {
@@ -359,101 +350,6 @@ fn compile_source(i: usize, raw: RawSource) -> Result<Source, ConfigError> {
     })
 }
 
-fn compile_sticky(raw: RawSticky, env: &dyn Fn(&str) -> Option<String>) -> Result<Sticky, ConfigError> {
-    check_cookie_name("sticky_cookie.name", &raw.name)?;
-    if raw.ttl_seconds == 0 || raw.ttl_seconds > MAX_TTL_SECONDS {
-        return Err(err(
-            "sticky_cookie.ttl_seconds",
-            format!("{} is out of range 1..={MAX_TTL_SECONDS} (400 days)", raw.ttl_seconds),
-        ));
-    }
-    // The cookie is re-issued once a quarter of the idle timeout has passed (whole seconds):
-    // below 4 s that is every response, a Set-Cookie per request.
-    if let Some(idle) = raw.idle_timeout_seconds
-        && (1..MIN_IDLE_TIMEOUT_SECONDS).contains(&idle)
-    {
-        return Err(err(
-            "sticky_cookie.idle_timeout_seconds",
-            format!(
-                "{idle} is below {MIN_IDLE_TIMEOUT_SECONDS}: the cookie is refreshed every quarter of it, so every response would set a cookie"
-            ),
-        ));
-    }
-    if let Some(idle) = raw.idle_timeout_seconds
-        && (idle == 0 || idle > raw.ttl_seconds)
-    {
-        return Err(err(
-            "sticky_cookie.idle_timeout_seconds",
-            format!("{idle} is out of range 1..=ttl_seconds ({})", raw.ttl_seconds),
-        ));
-    }
-    let secret = match (raw.secret, raw.secret_env) {
-        (Some(s), None) => s,
-        (None, Some(var)) => env(&var).ok_or_else(|| {
-            err("sticky_cookie.secret_env", format!("{var:?} is not set in the proxy's environment"))
-        })?,
-        (Some(_), Some(_)) => return Err(err("sticky_cookie", "set either secret or secret_env, not both")),
-        (None, None) => return Err(err("sticky_cookie", "needs secret or secret_env")),
-    };
-    if secret.len() < MIN_SECRET_BYTES {
-        // Never echo the secret itself.
-        return Err(err(
-            "sticky_cookie.secret",
-            format!("is {} bytes, at least {MIN_SECRET_BYTES} are required", secret.len()),
-        ));
-    }
-    let verify_secrets = compile_verify_secrets(raw.verify_secrets.unwrap_or_default(), &secret, env)?;
-    let signing = CookieKey::for_cookie(secret.as_bytes(), &raw.name);
-    let verify: Vec<CookieKey> =
-        verify_secrets.iter().map(|v| CookieKey::for_cookie(v.as_bytes(), &raw.name)).collect();
-    let path = raw.path.unwrap_or_else(|| "/".to_owned());
-    if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ';') {
-        return Err(err(
-            "sticky_cookie.path",
-            format!("{path:?} must start with / and contain no ; or controls"),
-        ));
-    }
-    if let Some(domain) = &raw.domain {
-        let ok = !domain.is_empty()
-            && domain.len() <= 253
-            && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-        if !ok {
-            return Err(err("sticky_cookie.domain", format!("{domain:?} is not a domain name")));
-        }
-    }
-    let secure = raw.secure.unwrap_or(true);
-    let same_site = raw.same_site.unwrap_or(SameSite::Lax);
-    if same_site == SameSite::None && !secure {
-        return Err(err(
-            "sticky_cookie.same_site",
-            "None requires secure: true (browsers drop it otherwise)",
-        ));
-    }
-    // Browsers match the prefixes without regard to case (RFC 6265bis §4.1.3).
-    let lower_name = raw.name.to_ascii_lowercase();
-    if lower_name.starts_with("__secure-") && !secure {
-        return Err(err("sticky_cookie.name", format!("{:?} requires secure: true", raw.name)));
-    }
-    if lower_name.starts_with("__host-") && (!secure || path != "/" || raw.domain.is_some()) {
-        return Err(err(
-            "sticky_cookie.name",
-            format!("{:?} requires secure: true, path \"/\" and no domain", raw.name),
-        ));
-    }
-    Ok(Sticky {
-        name: raw.name,
-        ttl_seconds: raw.ttl_seconds,
-        idle_timeout_seconds: raw.idle_timeout_seconds,
-        key: signing.clone(),
-        keys: std::iter::once(signing).chain(verify).collect(),
-        path,
-        domain: raw.domain,
-        secure,
-        http_only: raw.http_only.unwrap_or(true),
-        same_site,
-    })
-}
-
 fn compile_bounded_load(raw: RawBoundedLoad) -> Result<BoundedLoad, ConfigError> {
     let f = raw.factor;
     // In thousandths, so every worker and replica computes the same bound without floats.
@@ -464,160 +360,12 @@ fn compile_bounded_load(raw: RawBoundedLoad) -> Result<BoundedLoad, ConfigError>
     {
         return Err(err(
             "bounded_load.factor",
-            format!("{f} is out of range {MIN_BALANCE_FACTOR}..={MAX_BALANCE_FACTOR}"),
+            // The bounds as literals: formatting a double would link float printing into the module.
+            format!("{} is out of range 1.001..=10", raw.factor_text),
         ));
     }
     Ok(BoundedLoad {
         factor_milli: milli as u64,
         spill_unpinned_keys: raw.spill_unpinned_keys.unwrap_or(false),
     })
-}
-
-/// `sticky_cookie.verify_secrets`: verify-only keys, each inline or from the environment, each
-/// at least as long as the signing key must be and different from it and from each other.
-fn compile_verify_secrets(
-    raw: Vec<RawSecret>,
-    signing: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<String>, ConfigError> {
-    if raw.len() > MAX_VERIFY_SECRETS {
-        return Err(err(
-            "sticky_cookie.verify_secrets",
-            format!("has {} keys, at most {MAX_VERIFY_SECRETS}", raw.len()),
-        ));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(raw.len());
-    for (i, r) in raw.into_iter().enumerate() {
-        let field = |f: &str| format!("sticky_cookie.verify_secrets[{i}]{f}");
-        let secret = match (r.secret, r.secret_env) {
-            (Some(s), None) => s,
-            (None, Some(var)) => env(&var).ok_or_else(|| {
-                err(field(".secret_env"), format!("{var:?} is not set in the proxy's environment"))
-            })?,
-            (Some(_), Some(_)) => return Err(err(field(""), "set either secret or secret_env, not both")),
-            (None, None) => return Err(err(field(""), "needs secret or secret_env")),
-        };
-        // Never echo a secret.
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(err(
-                field(".secret"),
-                format!("is {} bytes, at least {MIN_SECRET_BYTES} are required", secret.len()),
-            ));
-        }
-        if secret == signing {
-            return Err(err(field(""), "is the signing key (secret / secret_env) again"));
-        }
-        if out.contains(&secret) {
-            return Err(err(field(""), "repeats an earlier verify key"));
-        }
-        out.push(secret);
-    }
-    Ok(out)
-}
-
-const MAX_EJECTION_SECONDS_DEFAULT: u64 = 300;
-const MIN_IDLE_TIMEOUT_SECONDS: u64 = 4;
-
-fn compile_eject_on(raw: Option<&[String]>) -> Result<EjectOn, ConfigError> {
-    let Some(names) = raw else { return Ok(EjectOn::default()) };
-    const FIELD: &str = "health.passive.eject_on";
-    if names.is_empty() {
-        return Err(err(
-            FIELD,
-            format!("is empty; list at least one of {:?} (default {:?})", EjectOn::KINDS, EjectOn::DEFAULT),
-        ));
-    }
-    for (i, name) in names.iter().enumerate() {
-        if names[..i].contains(name) {
-            return Err(err(format!("{FIELD}[{i}]"), format!("{name:?} is listed twice")));
-        }
-    }
-    EjectOn::parse(names).map_err(|bad| {
-        let i = names.iter().position(|n| *n == bad).unwrap_or(0);
-        err(format!("{FIELD}[{i}]"), format!("{bad:?} is not one of {:?}", EjectOn::KINDS))
-    })
-}
-
-fn compile_health(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
-    let eject_on = compile_eject_on(raw.passive.as_ref().and_then(|p| p.eject_on.as_deref()))?;
-    let passive = raw
-        .passive
-        .map(|p| {
-            if p.consecutive_failures == 0 || p.consecutive_failures > 1000 {
-                return Err(err(
-                    "health.passive.consecutive_failures",
-                    format!("{} is out of range 1..=1000", p.consecutive_failures),
-                ));
-            }
-            if p.ejection_seconds == 0 || p.ejection_seconds > 86_400 {
-                return Err(err(
-                    "health.passive.ejection_seconds",
-                    format!("{} is out of range 1..=86400", p.ejection_seconds),
-                ));
-            }
-            let max = p.max_ejection_seconds.unwrap_or(MAX_EJECTION_SECONDS_DEFAULT.max(p.ejection_seconds));
-            if max < p.ejection_seconds || max > 86_400 {
-                return Err(err(
-                    "health.passive.max_ejection_seconds",
-                    format!("{max} is out of range ejection_seconds ({})..=86400", p.ejection_seconds),
-                ));
-            }
-            Ok(Passive {
-                consecutive_failures: p.consecutive_failures,
-                ejection_ms: p.ejection_seconds * 1000,
-                max_ejection_ms: max * 1000,
-            })
-        })
-        .transpose()?;
-    let active = raw
-        .active
-        .map(|a| {
-            if a.cluster.is_empty() || a.cluster.len() > 256 {
-                return Err(err("health.active.cluster", format!("{:?} must be 1 to 256 bytes", a.cluster)));
-            }
-            let path = a.path.unwrap_or_else(|| "/healthz".to_owned());
-            if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
-                return Err(err(
-                    "health.active.path",
-                    format!("{path:?} must start with / and contain no spaces"),
-                ));
-            }
-            let interval_ms = a.interval_ms.unwrap_or(1000);
-            if !(100..=3_600_000).contains(&interval_ms) {
-                return Err(err(
-                    "health.active.interval_ms",
-                    format!("{interval_ms} is out of range 100..=3600000"),
-                ));
-            }
-            let timeout_ms = a.timeout_ms.unwrap_or(500);
-            if timeout_ms == 0 || timeout_ms > interval_ms {
-                return Err(err(
-                    "health.active.timeout_ms",
-                    format!("{timeout_ms} is out of range 1..=interval_ms ({interval_ms})"),
-                ));
-            }
-            let threshold = |field: &str, v: Option<u32>| match v.unwrap_or(2) {
-                n @ 1..=100 => Ok(n),
-                n => Err(err(format!("health.active.{field}"), format!("{n} is out of range 1..=100"))),
-            };
-            // Empty: derived from `target` once it is compiled.
-            let header = match &a.header {
-                Some(h) => check_header_name("health.active.header", h)?,
-                None => String::new(),
-            };
-            Ok(ActiveHealth {
-                header,
-                cluster: a.cluster,
-                path,
-                authority: a.authority,
-                interval_ms,
-                timeout_ms,
-                thresholds: ProbeThresholds {
-                    unhealthy: threshold("unhealthy_threshold", a.unhealthy_threshold)?,
-                    healthy: threshold("healthy_threshold", a.healthy_threshold)?,
-                },
-            })
-        })
-        .transpose()?;
-    Ok(HealthConfig { passive, active, eject_on })
 }

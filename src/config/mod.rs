@@ -1,15 +1,18 @@
-//! Filter configuration: serde structs that mirror the JSON exactly (`deny_unknown_fields`),
+//! Filter configuration: raw structs that mirror the JSON exactly (unknown fields refused),
 //! validated and compiled into the runtime [`Config`] with its ring, or rejected with an error
 //! that names the field, the value and why.
 
 use std::fmt;
 use std::net::SocketAddr;
 
-use serde::Deserialize;
-
 mod compile;
+mod health;
+mod order;
 mod raw;
+mod read;
+mod sticky_cookie;
 
+pub(crate) use order::sort_by;
 pub use raw::HostSpec;
 
 use crate::bounded::BoundedLoad;
@@ -66,15 +69,14 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError { field: field.into(), reason: reason.into() }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
     Strict,
     Lax,
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     /// `ip:port`, as ORIGINAL_DST and the override_host policy read it.
     Plain,
@@ -183,8 +185,7 @@ pub struct HealthConfig {
     pub eject_on: EjectOn,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistryFormat {
     /// Consul's `/v1/health/service/<name>` answer.
     Consul,
@@ -267,27 +268,18 @@ impl Config {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Err(err("config", "is empty; a JSON object with `hosts` and `target` is required"));
         }
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let raw: raw::RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                err("config", format!("is not valid JSON: {inner}"))
-            } else {
-                // The root, or a key the path cannot show (`{"": 0}`), is reported as `config`.
-                let field = if path == "." || path.is_empty() { "config".to_owned() } else { path };
-                let mut reason = inner.to_string();
-                // A value misplaced under a secret field may be a secret: never echo it.
-                if field.contains("secret")
-                    && let (Some(a), Some(b)) = (reason.find('"'), reason.rfind('"'))
-                    && b > a
-                {
-                    reason.replace_range(a..=b, "(value not shown)");
-                }
-                err(field, reason)
+        let doc = crate::json::parse(json).map_err(|e| err("config", format!("is not valid JSON: {e}")))?;
+        let raw = raw::read_config(&doc).map_err(|mut e| {
+            // A value misplaced under a secret field may be a secret: never echo it.
+            if e.field.contains("secret")
+                && let (Some(a), Some(b)) = (e.reason.find('"'), e.reason.rfind('"'))
+                && b > a
+            {
+                e.reason.replace_range(a..=b, "(value not shown)");
             }
+            e
         })?;
-        de.end().map_err(|e| err("config", format!("is not valid JSON: {e}")))?;
+        drop(doc);
         compile::compile(raw, &env)
     }
 }
@@ -320,7 +312,7 @@ impl Config {
 
     fn prepare_hosts(&self, specs: Vec<HostSpec>) -> Result<Vec<Host>, ConfigError> {
         let mut hosts = compile::compile_hosts(specs, &self.target, self.sticky.as_ref())?;
-        hosts.sort_by(|a, b| a.id.cmp(&b.id));
+        sort_by(&mut hosts, &|a, b| a.id.cmp(&b.id));
         let vnodes = self.vnodes_per_weight;
         let total: u64 = hosts.iter().map(|h| u64::from(h.weight) * u64::from(vnodes)).sum();
         if self.algorithm == Algorithm::Ring && total > MAX_RING_POINTS {
@@ -362,7 +354,7 @@ impl Config {
             }
         };
         self.tags = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
-        self.tags.sort_unstable();
+        sort_by(&mut self.tags, &Ord::cmp);
         self.verify_tags = self.sticky.as_ref().map_or_else(Vec::new, |s| {
             s.keys
                 .iter()
@@ -370,13 +362,13 @@ impl Config {
                 .map(|key| {
                     let mut t: Vec<_> =
                         hosts.iter().enumerate().map(|(i, h)| (key.host_tag(h.id.as_bytes()), i)).collect();
-                    t.sort_unstable();
+                    sort_by(&mut t, &Ord::cmp);
                     t
                 })
                 .collect()
         });
         self.addresses = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
-        self.addresses.sort_unstable();
+        sort_by(&mut self.addresses, &Ord::cmp);
         self.hosts = hosts;
         Ok(())
     }
