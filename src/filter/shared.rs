@@ -70,7 +70,8 @@ pub struct HealthView {
 }
 
 impl HealthView {
-    /// Refreshes from shared data (one host call; a few bytes while every host is healthy).
+    /// Refreshes from shared data (one host call; a few bytes while every host is healthy): on
+    /// every tick, after this worker's own updates, and when [`HealthView::stale`] says so.
     /// Returns whether the set of down hosts was recomputed.
     pub fn refresh(&mut self, cfg: &Config, config_epoch: u64, now_ms: u64) -> bool {
         let Some(keys) = self.keys.clone() else { return false };
@@ -91,6 +92,15 @@ impl HealthView {
         self.valid_until_ms = self.table.next_change_ms(now_ms);
         self.config_epoch = config_epoch;
         true
+    }
+
+    /// Whether the request path must refresh before routing: the config changed (host indices
+    /// with it), or an ejection in the cached table has ended. Otherwise the tick refreshes it
+    /// (other workers' ejections and recoveries show within one tick), and so does this worker
+    /// after each update it makes. Reads the monotonic clock only while an ejection is pending.
+    pub fn stale(&self, config_epoch: u64) -> bool {
+        self.config_epoch != config_epoch
+            || (self.valid_until_ms != u64::MAX && super::mono_ms() >= self.valid_until_ms)
     }
 
     /// Switches to another configuration's keys (its cached table is dropped).
