@@ -18,7 +18,7 @@ use super::{VERSION, mono_ms, now, property_string, random_id, tick_ms};
 use crate::clock::{Every, Now};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
 use crate::discovery::{self, MAX_BODY_BYTES};
-use crate::health::ProbesInFlight;
+use crate::health::{Event, ProbesInFlight};
 use crate::scope::Keys;
 
 pub struct Root {
@@ -99,6 +99,13 @@ impl Context for Root {
         let event = shared::update_table(&keys, |t| t.record_probe_in(&id, ok, &active.thresholds, &cfg));
         self.metrics.health_event(event);
         shared::log_event(&cfg, host, event, mono_ms());
+        // This worker sees the probe's outcome at once; the others on their next tick.
+        if event != Event::None {
+            let mut health = self.health.borrow_mut();
+            if health.refresh(&cfg, self.config_epoch, mono_ms()) {
+                self.metrics.healthy_hosts(&cfg, health.down());
+            }
+        }
     }
 }
 
