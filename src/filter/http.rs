@@ -152,12 +152,9 @@ impl HttpContext for Http {
         let now = if uses_wall_clock(&cfg) { now_ms() } else { 0 };
         let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
         let mut health = self.health.borrow_mut();
-        // Refreshed on the tick (README "Health"); here only when the config changed or an
-        // ejection this worker knows of has ended since.
-        if checks_health
-            && health.stale(self.config_epoch)
-            && health.refresh(&cfg, self.config_epoch, mono_ms())
-        {
+        // Every request: another worker's ejection applies at once. The clock is read only when
+        // the table changed or a known ejection may have ended.
+        if checks_health && health.refresh_with(&cfg, self.config_epoch, mono_ms) {
             self.metrics.healthy_hosts(&cfg, health.down());
         }
         // No flags (nothing known to be down) means every host is up.
@@ -248,7 +245,6 @@ impl HttpContext for Http {
         let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
         let now = mono_ms();
         let mut failed = Vec::with_capacity(2);
-        let mut recorded_success = false;
         match served {
             Some(host) if host_failed => failed.push(host),
             Some(host) => {
@@ -261,26 +257,16 @@ impl HttpContext for Http {
                     let event = shared::update_table(&keys, |t| t.record_success(id, now, &passive));
                     self.metrics.health_event(event);
                     shared::log_event(&cfg, host, event, now);
-                    recorded_success = true;
                 }
             }
             None if host_failed => failed.push(decision.host),
             None => {}
         }
-        let mut updated = false;
         for host in failed {
             let Some(id) = cfg.hosts.get(host).map(|h| h.id.as_str()) else { continue };
             let event = shared::update_table(&keys, |t| t.record_failure_in(id, now, &passive, &cfg));
             self.metrics.health_event(event);
             shared::log_event(&cfg, host, event, now);
-            updated = true;
-        }
-        // This worker sees its own updates at once; the others on their next tick.
-        if updated || recorded_success {
-            let mut health = self.health.borrow_mut();
-            if health.refresh(&cfg, self.config_epoch, now) {
-                self.metrics.healthy_hosts(&cfg, health.down());
-            }
         }
     }
 }

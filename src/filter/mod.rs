@@ -86,18 +86,16 @@ pub(crate) fn random_id() -> [u8; 16] {
     id
 }
 
-/// The tick period: the shortest of the probe interval and half the poll interval, and at most a
-/// second with any health checking: each worker refreshes its health view on the tick (not on every
-/// request), and with passive health the lease holder prunes the health table of departed hosts.
+/// The tick period: the shortest of the probe interval and half the poll interval; with only
+/// passive health, once a second (the lease holder prunes the health table of departed hosts).
 pub(crate) fn tick_ms(cfg: &Config) -> Option<u64> {
     let probe = cfg.health.active.as_ref().map(|a| a.interval_ms);
     let poll = cfg.discovery.as_ref().map(|d| d.interval_ms / 2);
-    let health = (cfg.health.passive.is_some() || cfg.health.active.is_some()).then_some(HEALTH_REFRESH_MS);
-    probe.into_iter().chain(poll).chain(health).min().map(|ms| ms.max(50))
+    let prune = cfg.health.passive.as_ref().map(|_| PRUNE_INTERVAL_MS);
+    probe.into_iter().chain(poll).chain(prune).min().map(|ms| ms.max(50))
 }
 
-/// The longest a worker's health view goes unrefreshed (and the passive table's pruning period).
-const HEALTH_REFRESH_MS: u64 = 1000;
+const PRUNE_INTERVAL_MS: u64 = 1000;
 
 pub(crate) fn property_u64(path: &[&str]) -> Option<u64> {
     let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;

@@ -18,7 +18,7 @@ use super::{VERSION, mono_ms, now, property_string, random_id, tick_ms};
 use crate::clock::{Every, Now};
 use crate::config::{Config, DiscoverySource, HostSpec, RegistryFormat};
 use crate::discovery::{self, MAX_BODY_BYTES};
-use crate::health::{Event, ProbesInFlight};
+use crate::health::ProbesInFlight;
 use crate::scope::Keys;
 
 pub struct Root {
@@ -99,13 +99,6 @@ impl Context for Root {
         let event = shared::update_table(&keys, |t| t.record_probe_in(&id, ok, &active.thresholds, &cfg));
         self.metrics.health_event(event);
         shared::log_event(&cfg, host, event, mono_ms());
-        // This worker sees the probe's outcome at once; the others on their next tick.
-        if event != Event::None {
-            let mut health = self.health.borrow_mut();
-            if health.refresh(&cfg, self.config_epoch, mono_ms()) {
-                self.metrics.healthy_hosts(&cfg, health.down());
-            }
-        }
     }
 }
 
@@ -354,7 +347,7 @@ impl RootContext for Root {
         let (Some(base), Some(cfg)) = (self.base.clone(), self.config.clone()) else { return };
         let Some(keys) = self.keys.clone() else { return };
         let now = now();
-        // Every worker refreshes its health view here, not on every request (README "Health").
+        // Keeps an idle worker's view (and its healthy_hosts gauge) current too.
         if cfg.health.passive.is_some() || cfg.health.active.is_some() {
             let mut health = self.health.borrow_mut();
             if health.refresh(&cfg, self.config_epoch, now.mono_ms) {
