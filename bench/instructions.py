@@ -10,8 +10,16 @@ they are linear in N and reproducible to about 0.1%.
 
 Used by bench.py (`phase: instructions per request`); runs on its own too:
     python3 bench/instructions.py FRONT.yaml HEADERS.txt [N]
+
+VM start (`vm_start`): instructions Envoy executes from its first instruction until it is ready,
+for the same front with the wasm filter removed, with its own hosts, and with 1,000 hosts. The
+differences are what the filter's VMs cost to start (module compile, `on_vm_start`,
+`on_configure`) and what 1,000 hosts add to `on_configure`:
+    python3 bench/instructions.py --vm-start FRONT.yaml [HOSTS]
 """
 
+import copy
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +28,7 @@ import urllib.request
 from http.client import HTTPConnection
 from pathlib import Path
 
-STARTUP_TIMEOUT_S = 600  # Envoy with V8 starts in ~40 s under callgrind, minutes on a loaded machine
+STARTUP_TIMEOUT_S = 1800  # Envoy with V8 starts in ~40 s under callgrind, 10+ min on a loaded machine
 # Fronts started at once: start-up under valgrind is slow, but more at once than CPUs only queue.
 BATCH = max(1, min(2, os.cpu_count() or 1))
 
@@ -59,6 +67,7 @@ class Measured:
             except (OSError, ValueError):
                 pass
             time.sleep(0.5)
+        self.proc.kill()
         sys.exit(f"{self.name} not ready under callgrind after {STARTUP_TIMEOUT_S}s")
 
     def _control(self, flag):
@@ -117,6 +126,81 @@ def phase(binary, variants, work, procs, n, warmup, log):
     return results
 
 
+def _wasm_filters(cfg):
+    """The http_filters lists holding a wasm filter, and that filter's index, of an Envoy config."""
+    for listener in cfg["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                filters = f.get("typed_config", {}).get("http_filters", [])
+                for i, hf in enumerate(filters):
+                    if hf["name"] == "envoy.filters.http.wasm":
+                        yield filters, i
+
+
+def _start_configs(front_cfg, hosts):
+    """{label: Envoy config} for the VM-start measure: without the filter, as given, with `hosts`
+    hosts (loopback addresses no request goes to). Ports become ephemeral (0), so the measure can
+    run beside fronts that hold the bench's ports."""
+    def base():
+        cfg = copy.deepcopy(front_cfg)
+        cfg["admin"]["address"]["socket_address"]["port_value"] = 0
+        for listener in cfg["static_resources"]["listeners"]:
+            listener["address"]["socket_address"]["port_value"] = 0
+        return cfg
+
+    without = base()
+    for filters, i in list(_wasm_filters(without)):
+        del filters[i]
+    as_given = base()
+    many = base()
+    for filters, i in _wasm_filters(many):
+        conf = filters[i]["typed_config"]["config"]["configuration"]
+        plugin = json.loads(conf["value"])
+        plugin["hosts"] = [{"address": f"127.0.0.{1 + n // 50000}:{10000 + n % 50000}"} for n in range(hosts)]
+        conf["value"] = json.dumps(plugin)
+    n_given = sum(len(json.loads(fs[i]["typed_config"]["config"]["configuration"]["value"]).get("hosts", []))
+                  for fs, i in _wasm_filters(as_given))
+    return {"no filter": without, f"{n_given} hosts": as_given, f"{hosts} hosts": many}
+
+
+def vm_start(binary, front_cfg, work, procs, log, hosts=1000):
+    """Instructions to start-and-ready for each of `_start_configs`, one Envoy at a time; returns
+    {label: instructions} (every thread, from exec to /ready, then one dump)."""
+    import yaml
+
+    results = {}
+    for n, (label, cfg) in enumerate(_start_configs(front_cfg, hosts).items()):
+        path = Path(work) / f"vmstart_{n}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        m = Measured(binary, path, work, f"vmstart_{n}", procs)
+        m.wait_ready()
+        m._control("-d")
+        dump = Path(f"{m.out_prefix}.{m.proc.pid}.1")
+        total = None
+        for _ in range(100):
+            if dump.is_file() and "summary:" in dump.read_text(errors="replace"):
+                total = next(int(x.split()[1]) for x in dump.read_text(errors="replace").splitlines()
+                             if x.startswith("summary:"))
+                break
+            time.sleep(0.1)
+        procs.stop(m.proc)
+        if total is None:
+            sys.exit(f"no summary line in {dump}")
+        results[label] = total
+        log(f"  start to ready, {label}: {total:,} instructions")
+    return results
+
+
+def vm_start_lines(results):
+    """Markdown table of `vm_start`'s figures and their differences to the run without a filter."""
+    labels = list(results)
+    none = results[labels[0]]
+    lines = ["| front Envoy, start to ready | instructions | − no filter |", "|---|---:|---:|"]
+    for label in labels:
+        lines.append(f"| {label} | {results[label]:,} | {results[label] - none:,} |")
+    return lines
+
+
 def report_lines(results, labels, reference="b", floor="n"):
     """Markdown table: instructions per request and their ratios to `reference` and `floor`."""
     ref = results.get(reference, {}).get("per_request")
@@ -145,11 +229,17 @@ if __name__ == "__main__":
 
     import yaml
 
+    envoy = os.environ.get("ENVOY_BIN", "envoy")
+    if sys.argv[1] == "--vm-start":
+        front_cfg = yaml.safe_load(Path(sys.argv[2]).read_text())
+        hosts = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+        out = vm_start(envoy, front_cfg, Path("."), _Procs(), lambda m: print(m, flush=True), hosts)
+        print("\n".join(vm_start_lines(out)))
+        sys.exit(0)
     front, headers = Path(sys.argv[1]), Path(sys.argv[2]).read_text().split("\n")
     count = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
     cfg = yaml.safe_load(front.read_text())
     listen = cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
-    envoy = os.environ.get("ENVOY_BIN", "envoy")
     out = phase(envoy, [("x", front, listen, [h for h in headers if h])], Path("."), _Procs(), count, count,
                 lambda m: print(m, flush=True))
     print(out)

@@ -38,6 +38,39 @@ impl HeaderPairs {
         self
     }
 
+    /// The pairs of proxy-wasm's serialized header map (what `proxy_get_header_map_pairs` hands
+    /// back) whose name `wanted` accepts, in order, repeats included: a u32 count, a (name length,
+    /// value length) u32 pair per entry, then each name and value followed by a NUL. A truncated
+    /// or inconsistent buffer ends the walk; a name that is not UTF-8 is skipped.
+    pub fn from_serialized_map(buf: &[u8], wanted: impl Fn(&str) -> bool) -> HeaderPairs {
+        let mut headers = Vec::new();
+        let u32_at = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = buf.get(at..at.checked_add(4)?)?.try_into().ok()?;
+            Some(u32::from_le_bytes(b) as usize)
+        };
+        let count = u32_at(0).unwrap_or(0);
+        let mut data = count.saturating_mul(8).saturating_add(4);
+        for i in 0..count {
+            let (Some(name_len), Some(value_len)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else { break };
+            let Some(name) = buf.get(data..data.saturating_add(name_len)) else { break };
+            data = data.saturating_add(name_len).saturating_add(1);
+            let Some(value) = buf.get(data..data.saturating_add(value_len)) else { break };
+            data = data.saturating_add(value_len).saturating_add(1);
+            if let Ok(name) = std::str::from_utf8(name)
+                && wanted(name)
+            {
+                headers.push((name.to_owned(), value.to_vec()));
+            }
+        }
+        HeaderPairs { headers, source: SourceAddress::None }
+    }
+
+    /// The downstream address, read by `read` only if a `client_ip` source is reached.
+    pub fn with_lazy_source(mut self, read: fn() -> Option<String>) -> HeaderPairs {
+        self.source = SourceAddress::Lazy(read);
+        self
+    }
+
     /// Sets the downstream address.
     pub fn with_source(mut self, address: &str) -> HeaderPairs {
         self.source = SourceAddress::Known(address.to_owned());
@@ -69,6 +102,53 @@ mod tests {
         let got: Vec<&[u8]> = r.header_values("cookie").collect();
         assert_eq!(got, [&b"a=1"[..], &b"b=2"[..]]);
         assert_eq!(r.header_values("absent").count(), 0);
+    }
+
+    /// proxy-wasm's serialized map of `pairs`.
+    pub(crate) fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (n, v) in pairs {
+            out.extend((n.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (n, v) in pairs {
+            out.extend(n.as_bytes());
+            out.push(0);
+            out.extend(v.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn serialized_pairs_come_back_in_order_repeats_included_unwanted_left_out() {
+        let pairs = [(":path", "/a?b=c"), ("cookie", "a=1"), ("x", ""), ("cookie", "b=2"), ("host", "h")];
+        let all = HeaderPairs::from_serialized_map(&serialize(&pairs), |_| true);
+        let want: Vec<(String, Vec<u8>)> =
+            pairs.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+        assert_eq!(all.headers, want);
+        let cookies = HeaderPairs::from_serialized_map(&serialize(&pairs), |n| n == "cookie");
+        let got: Vec<&[u8]> = cookies.header_values("cookie").collect();
+        assert_eq!(got, [&b"a=1"[..], &b"b=2"[..]]);
+        assert_eq!(cookies.headers.len(), 2);
+    }
+
+    #[test]
+    fn truncated_or_lying_serialized_maps_end_the_walk_without_panicking() {
+        let full = serialize(&[("cookie", "a=1"), ("x-user", "u")]);
+        // Every cut short of the last value's end (its trailing NUL is not needed) loses a pair.
+        for cut in 0..full.len() - 1 {
+            let got = HeaderPairs::from_serialized_map(&full[..cut], |_| true);
+            assert!(got.headers.len() < 2, "cut {cut}: {:?}", got.headers);
+        }
+        assert_eq!(HeaderPairs::from_serialized_map(&full, |_| true).headers.len(), 2);
+        let mut lying = full.clone();
+        lying[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(HeaderPairs::from_serialized_map(&lying, |_| true).headers.is_empty());
+        let mut long_name = full.clone();
+        long_name[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(HeaderPairs::from_serialized_map(&long_name, |_| true).headers.is_empty());
+        assert!(HeaderPairs::from_serialized_map(&[], |_| true).headers.is_empty());
     }
 
     #[test]

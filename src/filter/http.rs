@@ -8,15 +8,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
+use super::headers;
 use super::log_limit::LogLimit;
 use super::metrics::{HostMetrics, Metrics};
 use super::shared::{self, HealthView};
 use super::{mono_ms, now_ms, property_string, property_u64, random_id};
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::outcome::flags;
-use crate::request::{HeaderPairs, SourceAddress};
-#[cfg(feature = "fault-injection")]
-use crate::router::RequestView;
 use crate::router::{self, Decision, Kind};
 
 pub(super) struct Http {
@@ -73,6 +71,11 @@ impl Drop for Http {
     }
 }
 
+/// Cookies and bearer tokens carry times: only they need the wall clock on the request path.
+fn uses_wall_clock(cfg: &Config) -> bool {
+    cfg.sticky.is_some() || cfg.sources.iter().any(|s| matches!(s, Source::Jwt { .. }))
+}
+
 /// The downstream address, read from Envoy only when a `client_ip` source is reached.
 fn source_address() -> Option<String> {
     property_string(&["source", "address"])
@@ -81,13 +84,13 @@ fn source_address() -> Option<String> {
 impl Http {
     /// Session lifecycle and bad input, at most `LOG_LINES_PER_SECOND` lines per worker: a flood
     /// of garbage cookies must not flood the log (the counters still count every one).
-    fn log_decision(&self, cfg: &Config, d: &Decision, now: u64) {
+    fn log_decision(&self, cfg: &Config, d: &Decision) {
         let noteworthy = d.kind == Kind::New
             || d.kind == Kind::Failover
             || d.rejected.cookie.is_some()
             || d.rejected.jwt.is_some()
             || d.rejected.other > 0;
-        if !noteworthy || !self.log_limit.borrow_mut().allow(now) {
+        if !noteworthy || !self.log_limit.borrow_mut().allow(now_ms()) {
             return;
         }
         let host = cfg.hosts.get(d.host).map_or("?", |h| h.id.as_str());
@@ -124,12 +127,11 @@ impl Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let request = HeaderPairs {
-            headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default(),
-            source: SourceAddress::Lazy(source_address),
-        };
         #[cfg(feature = "fault-injection")]
-        let fault = request.header_values("x-session-router-test-fault").next().map(<[u8]>::to_vec);
+        let fault =
+            hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-session-router-test-fault")
+                .ok()
+                .flatten();
         #[cfg(feature = "fault-injection")]
         if fault.as_deref() == Some(b"panic") {
             #[allow(clippy::panic)]
@@ -145,10 +147,14 @@ impl HttpContext for Http {
         let Some(cfg) = config else {
             return self.refuse("no usable configuration");
         };
-        let now = now_ms();
+        let request = headers::request(&cfg, source_address);
+        // The wall clock is read only when something signed or dated is read or written.
+        let now = if uses_wall_clock(&cfg) { now_ms() } else { 0 };
         let checks_health = cfg.health.passive.is_some() || cfg.health.active.is_some();
         let mut health = self.health.borrow_mut();
-        if checks_health && health.refresh(&cfg, self.config_epoch, mono_ms()) {
+        // Every request: another worker's ejection applies at once. The clock is read only when
+        // the table changed or a known ejection may have ended.
+        if checks_health && health.refresh_with(&cfg, self.config_epoch, mono_ms) {
             self.metrics.healthy_hosts(&cfg, health.down());
         }
         // No flags (nothing known to be down) means every host is up.
@@ -174,7 +180,7 @@ impl HttpContext for Http {
             let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.target.header, None);
             return self.refuse(&format!("cannot set {}: {e:?}", cfg.target.header));
         }
-        self.log_decision(&cfg, &decision, now);
+        self.log_decision(&cfg, &decision);
         self.metrics.record(&decision);
         self.host_metrics.routed(decision.host);
         if cfg.bounded_load.is_some() {

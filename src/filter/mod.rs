@@ -1,6 +1,7 @@
 //! proxy-wasm glue: reads what the core asks for, calls it, applies its decision.
 //! Host calls go through `proxy_wasm::hostcalls` so an error is handled, never unwrapped.
 
+mod headers;
 mod http;
 mod log_limit;
 mod metrics;

@@ -212,11 +212,16 @@ impl Root {
             return;
         }
         let Some(keys) = self.keys.clone() else { return };
-        let hosts = match parsed.and_then(|hosts| match base.check_hosts(hosts.clone()) {
-            Ok(()) => Ok(hosts),
-            Err(e) => Err(discovery::DiscoveryError(e.to_string())),
-        }) {
-            Ok(hosts) => hosts,
+        // Compiled once: the config that validates the answer is the one this worker applies.
+        let built = parsed.and_then(|hosts| {
+            let config = match &self.config {
+                Some(current) => base.with_hosts_after(hosts.clone(), current),
+                None => base.with_hosts(hosts.clone()),
+            };
+            config.map(|c| (hosts, c)).map_err(|e| discovery::DiscoveryError(e.to_string()))
+        });
+        let (hosts, config) = match built {
+            Ok(built) => built,
             Err(e) => return self.poll_failed(&e.0),
         };
         if let Some((next, previous)) = shared::publish_membership(&keys, hosts) {
@@ -228,7 +233,12 @@ impl Root {
                 added.join(", "),
                 removed.join(", ")
             );
-            self.apply_membership();
+            if next.generation > self.generation {
+                self.metrics.membership(next.generation, config.hosts.len());
+                self.set_config(Rc::new(config));
+                self.generation = next.generation;
+                self.applied_hosts = Some(next.hosts);
+            }
         }
     }
 
@@ -337,6 +347,13 @@ impl RootContext for Root {
         let (Some(base), Some(cfg)) = (self.base.clone(), self.config.clone()) else { return };
         let Some(keys) = self.keys.clone() else { return };
         let now = now();
+        // Keeps an idle worker's view (and its healthy_hosts gauge) current too.
+        if cfg.health.passive.is_some() || cfg.health.active.is_some() {
+            let mut health = self.health.borrow_mut();
+            if health.refresh(&cfg, self.config_epoch, now.mono_ms) {
+                self.metrics.healthy_hosts(&cfg, health.down());
+            }
+        }
         let lease_ms = tick_ms(&base).unwrap_or(1000).saturating_mul(6);
         if !shared::hold_lease(&keys, self.lease_owner, now, lease_ms) {
             return;

@@ -70,9 +70,16 @@ pub struct HealthView {
 }
 
 impl HealthView {
-    /// Refreshes from shared data (one host call; a few bytes while every host is healthy).
+    /// Refreshes from shared data (one host call; a few bytes while every host is healthy): on
+    /// every request, so an ejection by any worker applies to the next request everywhere.
     /// Returns whether the set of down hosts was recomputed.
     pub fn refresh(&mut self, cfg: &Config, config_epoch: u64, now_ms: u64) -> bool {
+        self.refresh_with(cfg, config_epoch, || now_ms)
+    }
+
+    /// [`HealthView::refresh`], reading the clock only when the answer depends on it: the table
+    /// changed, or an ejection in it may have ended (the request path's case).
+    pub fn refresh_with(&mut self, cfg: &Config, config_epoch: u64, now_ms: impl FnOnce() -> u64) -> bool {
         let Some(keys) = self.keys.clone() else { return false };
         let (record, cas) = match read(&keys, &keys.health) {
             Ok(Some((record, cas))) => (record, Some(cas)),
@@ -82,7 +89,12 @@ impl HealthView {
                 return false;
             }
         };
-        if cas == self.cas && now_ms < self.valid_until_ms && self.config_epoch == config_epoch {
+        let same = cas == self.cas && self.config_epoch == config_epoch;
+        if same && self.valid_until_ms == u64::MAX {
+            return false;
+        }
+        let now_ms = now_ms();
+        if same && now_ms < self.valid_until_ms {
             return false;
         }
         self.table = Table::decode(&record);
