@@ -29,7 +29,8 @@ use session_router::config::{Config, DEFAULT_VNODES_PER_WEIGHT};
 use session_router::murmur3::hash64;
 use session_router::rendezvous::Rendezvous;
 use session_router::ring::Ring;
-use session_router::router::{AllUp, RequestView, decide, target_value};
+use session_router::request::HeaderPairs;
+use session_router::router::{AllUp, decide, target_value};
 
 const HOST_COUNTS: [usize; 3] = [10, 100, 1000];
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
@@ -84,18 +85,6 @@ fn config(n: usize, sticky: bool, fallbacks: u32) -> Config {
     Config::parse(config_json(n, sticky, fallbacks).as_bytes(), |_| None).unwrap()
 }
 
-/// The request as the filter holds it: every header pair, owned.
-struct Req(Vec<(String, Vec<u8>)>);
-
-impl RequestView for Req {
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
-    }
-    fn source_address(&self) -> Option<String> {
-        Some("127.0.0.1:40000".to_owned())
-    }
-}
-
 /// A typical small request (what wrk sends plus a session key), as `(name, value)` pairs.
 fn request_pairs(extra: (&str, &str)) -> Vec<(&'static str, String)> {
     let mut pairs = vec![
@@ -111,8 +100,9 @@ fn request_pairs(extra: (&str, &str)) -> Vec<(&'static str, String)> {
     pairs
 }
 
-fn req(pairs: &[(&str, String)]) -> Req {
-    Req(pairs.iter().map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec())).collect())
+/// The request as the filter holds it: every header pair, owned, and the downstream address.
+fn req(pairs: &[(&str, String)]) -> HeaderPairs {
+    HeaderPairs::from_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str()))).with_source("127.0.0.1:40000")
 }
 
 fn counter_ids() -> impl FnMut() -> [u8; 16] {
