@@ -20,31 +20,15 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use session_router::config::Config;
-use session_router::request::HeaderPairs;
+use session_router::request::{HeaderPairs, serialize_map};
 use session_router::router::{AllUp, decide, target_value};
 use session_router::sticky::{self, Claims, CookieKey, Policy};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 
-/// proxy-wasm's serialized header map (what `proxy_get_header_map_pairs` hands back).
-fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (n, v) in pairs {
-        out.extend((n.len() as u32).to_le_bytes());
-        out.extend((v.len() as u32).to_le_bytes());
-    }
-    for (n, v) in pairs {
-        out.extend(n.as_bytes());
-        out.push(0);
-        out.extend(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
 /// The headers Envoy holds for one of the bench's requests when the filter runs.
 fn typical_request() -> Vec<u8> {
-    serialize(&[
+    serialize_map(&[
         (":authority", "127.0.0.1:17004"),
         (":path", "/"),
         (":method", "GET"),

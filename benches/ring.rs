@@ -28,8 +28,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use session_router::config::{Config, DEFAULT_VNODES_PER_WEIGHT};
 use session_router::murmur3::hash64;
 use session_router::rendezvous::Rendezvous;
-use session_router::ring::Ring;
 use session_router::request::HeaderPairs;
+use session_router::ring::Ring;
 use session_router::router::{AllUp, decide, target_value};
 
 const HOST_COUNTS: [usize; 3] = [10, 100, 1000];
@@ -137,6 +137,27 @@ fn print_memory() {
     }
 }
 
+/// One group over [`HOST_COUNTS`]: `route(&build(n), k)` for the keys in turn (4,096 of them).
+fn lookup_group<P, R>(
+    c: &mut Criterion,
+    name: &str,
+    build: impl Fn(usize) -> P,
+    route: impl Fn(&P, usize) -> R,
+) {
+    let mut g = c.benchmark_group(name);
+    for n in HOST_COUNTS {
+        let placement = build(n);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut k = 0usize;
+            b.iter(|| {
+                k = (k + 1) & 4095;
+                route(&placement, k)
+            })
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     print_memory();
     let keys = keys(4096);
@@ -151,84 +172,22 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
-    let mut g = c.benchmark_group("hash_lookup");
-    for n in HOST_COUNTS {
-        let r = ring(n);
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
-            let mut i = 0usize;
-            b.iter(|| {
-                i = (i + 1) & 4095;
-                r.owner(hash64(black_box(&keys[i])))
-            })
-        });
-    }
-    g.finish();
+    lookup_group(c, "hash_lookup", ring, |r, k| r.owner(hash64(black_box(&keys[k]))));
 
-    let mut g = c.benchmark_group("lookup");
     let hashes: Vec<u64> = keys.iter().map(|k| hash64(k)).collect();
-    for n in HOST_COUNTS {
-        let r = ring(n);
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
-            let mut i = 0usize;
-            b.iter(|| {
-                i = (i + 1) & 4095;
-                r.owner(black_box(hashes[i]))
-            })
-        });
-    }
-    g.finish();
+    lookup_group(c, "lookup", ring, |r, k| r.owner(black_box(hashes[k])));
 
-    let mut g = c.benchmark_group("rdv_hash_lookup");
-    for n in HOST_COUNTS {
-        let r = rendezvous(n);
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
-            let mut i = 0usize;
-            b.iter(|| {
-                i = (i + 1) & 4095;
-                r.owner(hash64(black_box(&keys[i])))
-            })
-        });
-    }
-    g.finish();
+    lookup_group(c, "rdv_hash_lookup", rendezvous, |r, k| r.owner(hash64(black_box(&keys[k]))));
 
-    let mut g = c.benchmark_group("rdv_lookup");
-    for n in HOST_COUNTS {
-        let r = rendezvous(n);
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
-            let mut i = 0usize;
-            b.iter(|| {
-                i = (i + 1) & 4095;
-                r.owner(black_box(hashes[i]))
-            })
-        });
-    }
-    g.finish();
+    lookup_group(c, "rdv_lookup", rendezvous, |r, k| r.owner(black_box(hashes[k])));
 
-    let mut g = c.benchmark_group("rdv_hash_lookup_fb2");
-    for n in HOST_COUNTS {
-        let r = rendezvous(n);
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
-            let mut i = 0usize;
-            b.iter(|| {
-                i = (i + 1) & 4095;
-                r.walk(hash64(black_box(&keys[i]))).take(3).fold(0, |a, h| a ^ h)
-            })
-        });
-    }
-    g.finish();
+    lookup_group(c, "rdv_hash_lookup_fb2", rendezvous, |r, k| {
+        r.walk(hash64(black_box(&keys[k]))).take(3).fold(0, |a, h| a ^ h)
+    });
 
-    let mut g = c.benchmark_group("ring_hash_lookup_fb2");
-    for n in HOST_COUNTS {
-        let r = ring(n);
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
-            let mut i = 0usize;
-            b.iter(|| {
-                i = (i + 1) & 4095;
-                r.walk(hash64(black_box(&keys[i]))).take(3).fold(0, |a, h| a ^ h)
-            })
-        });
-    }
-    g.finish();
+    lookup_group(c, "ring_hash_lookup_fb2", ring, |r, k| {
+        r.walk(hash64(black_box(&keys[k]))).take(3).fold(0, |a, h| a ^ h)
+    });
 
     let mut g = c.benchmark_group("rdv_build");
     g.sample_size(10);

@@ -92,6 +92,23 @@ impl RequestView for HeaderPairs {
     }
 }
 
+/// proxy-wasm's serialized header map of `pairs` (what `proxy_get_header_map_pairs` hands back):
+/// the inverse of [`HeaderPairs::from_serialized_map`], for tests and benches.
+pub fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (n, v) in pairs {
+        out.extend((n.len() as u32).to_le_bytes());
+        out.extend((v.len() as u32).to_le_bytes());
+    }
+    for (n, v) in pairs {
+        out.extend(n.as_bytes());
+        out.push(0);
+        out.extend(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,30 +121,14 @@ mod tests {
         assert_eq!(r.header_values("absent").count(), 0);
     }
 
-    /// proxy-wasm's serialized map of `pairs`.
-    pub(crate) fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (n, v) in pairs {
-            out.extend((n.len() as u32).to_le_bytes());
-            out.extend((v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in pairs {
-            out.extend(n.as_bytes());
-            out.push(0);
-            out.extend(v.as_bytes());
-            out.push(0);
-        }
-        out
-    }
-
     #[test]
     fn serialized_pairs_come_back_in_order_repeats_included_unwanted_left_out() {
         let pairs = [(":path", "/a?b=c"), ("cookie", "a=1"), ("x", ""), ("cookie", "b=2"), ("host", "h")];
-        let all = HeaderPairs::from_serialized_map(&serialize(&pairs), |_| true);
+        let all = HeaderPairs::from_serialized_map(&serialize_map(&pairs), |_| true);
         let want: Vec<(String, Vec<u8>)> =
             pairs.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
         assert_eq!(all.headers, want);
-        let cookies = HeaderPairs::from_serialized_map(&serialize(&pairs), |n| n == "cookie");
+        let cookies = HeaderPairs::from_serialized_map(&serialize_map(&pairs), |n| n == "cookie");
         let got: Vec<&[u8]> = cookies.header_values("cookie").collect();
         assert_eq!(got, [&b"a=1"[..], &b"b=2"[..]]);
         assert_eq!(cookies.headers.len(), 2);
@@ -135,7 +136,7 @@ mod tests {
 
     #[test]
     fn truncated_or_lying_serialized_maps_end_the_walk_without_panicking() {
-        let full = serialize(&[("cookie", "a=1"), ("x-user", "u")]);
+        let full = serialize_map(&[("cookie", "a=1"), ("x-user", "u")]);
         // Every cut short of the last value's end (its trailing NUL is not needed) loses a pair.
         for cut in 0..full.len() - 1 {
             let got = HeaderPairs::from_serialized_map(&full[..cut], |_| true);

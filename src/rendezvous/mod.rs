@@ -28,6 +28,10 @@
 
 use crate::murmur3::murmur3_x64_128;
 
+mod packed;
+
+use packed::Packed;
+
 /// log2 of the slot count.
 pub const SLOT_BITS: u32 = 20;
 pub const SLOTS: usize = 1 << SLOT_BITS;
@@ -153,46 +157,6 @@ pub struct Rendezvous {
     bound: u32,
 }
 
-/// Slot owners packed at `bits` bits each (just enough for the host count): 1.25 MiB at
-/// 1,000 hosts, 512 KiB at 10.
-#[derive(Clone, Default, PartialEq, Eq)]
-struct Packed {
-    bits: u32,
-    /// One spare word at the end, so that a read may always touch two words.
-    words: Vec<u64>,
-}
-
-impl Packed {
-    fn new(owners: &[u16], hosts: usize) -> Packed {
-        let bits = (usize::BITS - hosts.saturating_sub(1).leading_zeros()).max(1);
-        let mut words = vec![0u64; (owners.len() * bits as usize).div_ceil(64) + 1];
-        for (slot, &owner) in owners.iter().enumerate() {
-            let at = slot * bits as usize;
-            let (word, offset) = (at / 64, (at % 64) as u32);
-            let value = u64::from(owner) & ((1 << bits) - 1);
-            if let Some(w) = words.get_mut(word) {
-                *w |= value << offset;
-            }
-            if offset + bits > 64
-                && let Some(w) = words.get_mut(word + 1)
-            {
-                *w |= value >> (64 - offset);
-            }
-        }
-        Packed { bits, words }
-    }
-
-    #[inline]
-    fn get(&self, slot: usize) -> u16 {
-        let at = slot * self.bits as usize;
-        let (word, offset) = (at / 64, (at % 64) as u32);
-        let lo = self.words.get(word).copied().unwrap_or(0) >> offset;
-        let hi =
-            if offset == 0 { 0 } else { self.words.get(word + 1).copied().unwrap_or(0) << (64 - offset) };
-        ((lo | hi) & ((1u64 << self.bits) - 1)) as u16
-    }
-}
-
 /// Equal placements: the same hosts and the same table (`bound` depends on the build path).
 impl PartialEq for Rendezvous {
     fn eq(&self, other: &Rendezvous) -> bool {
@@ -270,7 +234,7 @@ impl Rendezvous {
         hosts: impl ExactSizeIterator<Item = (&'a [u8], u32)>,
     ) -> Result<(Rendezvous, BuildPath), RendezvousError> {
         let mut next = Self::prepare(hosts)?;
-        if self.table.words.is_empty() {
+        if self.table.is_empty() {
             next.fill_full();
             return Ok((next, BuildPath::Full));
         }
@@ -442,7 +406,7 @@ impl Rendezvous {
 
     /// Heap bytes the placement holds (table, replica keys, per-host bookkeeping).
     pub fn memory_bytes(&self) -> usize {
-        self.table.words.capacity() * 8
+        self.table.memory_bytes()
             + self.replicas.capacity() * std::mem::size_of::<Replica>()
             + self.starts.capacity() * 4
             + self.identity.capacity() * std::mem::size_of::<(u64, u64, u32)>()
@@ -495,7 +459,7 @@ impl Iterator for Walk<'_> {
     fn next(&mut self) -> Option<usize> {
         let p = self.placement;
         let Some(owner) = self.owner else {
-            if p.table.words.is_empty() {
+            if p.table.is_empty() {
                 return None;
             }
             let owner = usize::from(p.table.get(self.slot as usize));

@@ -1,0 +1,51 @@
+//! The slot table's storage: one owner per slot, bit-packed.
+
+/// Slot owners packed at `bits` bits each (just enough for the host count): 1.25 MiB at
+/// 1,000 hosts, 512 KiB at 10.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(super) struct Packed {
+    bits: u32,
+    /// One spare word at the end, so that a read may always touch two words.
+    words: Vec<u64>,
+}
+
+impl Packed {
+    pub(super) fn new(owners: &[u16], hosts: usize) -> Packed {
+        let bits = (usize::BITS - hosts.saturating_sub(1).leading_zeros()).max(1);
+        let mut words = vec![0u64; (owners.len() * bits as usize).div_ceil(64) + 1];
+        for (slot, &owner) in owners.iter().enumerate() {
+            let at = slot * bits as usize;
+            let (word, offset) = (at / 64, (at % 64) as u32);
+            let value = u64::from(owner) & ((1 << bits) - 1);
+            if let Some(w) = words.get_mut(word) {
+                *w |= value << offset;
+            }
+            if offset + bits > 64
+                && let Some(w) = words.get_mut(word + 1)
+            {
+                *w |= value >> (64 - offset);
+            }
+        }
+        Packed { bits, words }
+    }
+
+    #[inline]
+    pub(super) fn get(&self, slot: usize) -> u16 {
+        let at = slot * self.bits as usize;
+        let (word, offset) = (at / 64, (at % 64) as u32);
+        let lo = self.words.get(word).copied().unwrap_or(0) >> offset;
+        let hi =
+            if offset == 0 { 0 } else { self.words.get(word + 1).copied().unwrap_or(0) << (64 - offset) };
+        ((lo | hi) & ((1u64 << self.bits) - 1)) as u16
+    }
+
+    /// No table (not built yet).
+    pub(super) fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Heap bytes held.
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.words.capacity() * 8
+    }
+}
