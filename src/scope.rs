@@ -18,6 +18,9 @@ pub struct Keys {
     /// The record tag (16 hex digits) every record starts with.
     pub scope: String,
     pub health: String,
+    /// Empty, rewritten after every write of `health`: its compare-and-swap value, which Envoy
+    /// returns without copying any data into the VM, tells a worker whether to read the table.
+    pub health_changed: String,
     pub membership: String,
     /// The membership's generation alone, so workers check it without decoding the hosts.
     pub generation: String,
@@ -56,6 +59,7 @@ impl Keys {
         let lease = hex(&[scope.as_bytes(), b"\0", config].concat());
         Keys {
             health: format!("{PREFIX}.{scope}.health"),
+            health_changed: format!("{PREFIX}.{scope}.health.changed"),
             membership: format!("{PREFIX}.{scope}.membership"),
             generation: format!("{PREFIX}.{scope}.generation"),
             lease: format!("{PREFIX}.{scope}.lease.{lease}"),

@@ -36,6 +36,12 @@ fn two_filters_with_one_vm_id_get_disjoint_keys() {
         assert_ne!(x, y);
     }
     assert_ne!(ka.generation, kb.generation);
+    assert_ne!(ka.health_changed, kb.health_changed);
+    // Within one scope every key is its own (the change signal is not the table).
+    let all = [&ka.health, &ka.health_changed, &ka.membership, &ka.generation, &ka.lease];
+    for (i, x) in all.iter().enumerate() {
+        assert!(all[i + 1..].iter().all(|y| x != y), "{x} is used twice");
+    }
     // Two Istio WasmPlugins (names differ), same settings: apart too.
     assert_ne!(keys("ns.one", "r", &a).health, keys("ns.two", "r", &a).health);
     assert_ne!(keys("p", "root-1", &a).health, keys("p", "root-2", &a).health);

@@ -47,11 +47,34 @@ pub fn init(keys: &Keys) {
     for key in [&keys.health, &keys.membership, &keys.generation, &keys.lease] {
         create(keys, key);
     }
+    signal_health_changed(keys);
 }
 
-/// Writes `record` to `key` if it still has CAS value `cas`.
+/// Bumps the compare-and-swap value of `keys.health_changed` (an empty value, written
+/// unconditionally: only its CAS value carries meaning).
+fn signal_health_changed(keys: &Keys) {
+    if let Err(e) = hostcalls::set_shared_data(&keys.health_changed, None, None) {
+        warn!("session-router: cannot signal a health table change: {e:?}");
+    }
+}
+
+/// The CAS value of `keys.health_changed`: one host call that copies no data into the VM.
+/// `None` when it cannot be read (the caller then reads the table itself).
+fn health_signal(keys: &Keys) -> Option<u32> {
+    match hostcalls::get_shared_data(&keys.health_changed) {
+        Ok((_, cas)) => cas,
+        Err(_) => None,
+    }
+}
+
+/// Writes `record` to `key` if it still has CAS value `cas`; a write of the health table is
+/// then signalled to every worker through `keys.health_changed`.
 fn write(keys: &Keys, key: &str, record: &[u8], cas: u32) -> Result<(), Status> {
-    hostcalls::set_shared_data(key, Some(&keys.seal(record)), Some(cas))
+    hostcalls::set_shared_data(key, Some(&keys.seal(record)), Some(cas))?;
+    if key == keys.health {
+        signal_health_changed(keys);
+    }
+    Ok(())
 }
 
 /// This worker's cached view of the shared health table.
@@ -60,6 +83,9 @@ pub struct HealthView {
     /// The keys of the configuration in use (set by the root context on configure).
     keys: Option<Rc<Keys>>,
     cas: Option<u32>,
+    /// The `health_changed` CAS value seen just before the table was last read; `None` until
+    /// the table has been read (or when the signal cannot be read: then every refresh reads it).
+    signal: Option<u32>,
     table: Table,
     /// Per host index, `true` = down; `None` = all may serve.
     down: Option<Vec<bool>>,
@@ -70,17 +96,34 @@ pub struct HealthView {
 }
 
 impl HealthView {
-    /// Refreshes from shared data (one host call; a few bytes while every host is healthy): on
-    /// every request, so an ejection by any worker applies to the next request everywhere.
-    /// Returns whether the set of down hosts was recomputed.
+    /// Refreshes from the shared table itself (the tick's case: a safety net that does not
+    /// depend on the change signal). Returns whether the set of down hosts was recomputed.
     pub fn refresh(&mut self, cfg: &Config, config_epoch: u64, now_ms: u64) -> bool {
+        self.signal = None;
         self.refresh_with(cfg, config_epoch, || now_ms)
     }
 
-    /// [`HealthView::refresh`], reading the clock only when the answer depends on it: the table
-    /// changed, or an ejection in it may have ended (the request path's case).
+    /// The request path's refresh, on every request so an ejection by any worker applies to the
+    /// next request everywhere: one host call that copies nothing into the VM (the change
+    /// signal's CAS value) while the table is unchanged, the table itself only after a write.
+    /// The clock is read only when the answer depends on it: the table changed, or an ejection
+    /// in it may have ended.
     pub fn refresh_with(&mut self, cfg: &Config, config_epoch: u64, now_ms: impl FnOnce() -> u64) -> bool {
         let Some(keys) = self.keys.clone() else { return false };
+        // Read before the table: a write after this read is seen by the next refresh.
+        let signal = health_signal(&keys);
+        if signal.is_some() && signal == self.signal && self.config_epoch == config_epoch {
+            if self.valid_until_ms == u64::MAX {
+                return false;
+            }
+            let now_ms = now_ms();
+            if now_ms < self.valid_until_ms {
+                return false;
+            }
+            self.down = self.table.down_hosts(cfg, now_ms);
+            self.valid_until_ms = self.table.next_change_ms(now_ms);
+            return true;
+        }
         let (record, cas) = match read(&keys, &keys.health) {
             Ok(Some((record, cas))) => (record, Some(cas)),
             Ok(None) => (Vec::new(), None),
@@ -89,6 +132,7 @@ impl HealthView {
                 return false;
             }
         };
+        self.signal = signal;
         let same = cas == self.cas && self.config_epoch == config_epoch;
         if same && self.valid_until_ms == u64::MAX {
             return false;
