@@ -387,3 +387,53 @@ fn the_default_is_rendezvous_and_vnodes_per_weight_alone_keeps_the_ring() {
     assert_eq!(tuned.placement, ring.placement);
     assert_eq!(ring.placement.point_count(), 512);
 }
+
+#[test]
+fn chains_of_membership_changes_stay_equal_to_full_builds() {
+    // Each table is rebuilt from the previous one, never from scratch: hosts keep their handles
+    // while others come and go, freed handles are reused, and every step must still equal a
+    // full build of its membership.
+    let mut rng = 0x5eed_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut members: Vec<(String, u32)> = (0..24).map(|i| (format!("pod-{i:03}"), 1)).collect();
+    let mut fresh_id = 24;
+    let mut current = table(&members);
+    let mut incremental = 0;
+    for step in 0..14 {
+        let r = next();
+        // Remove one or two, add one or two (one of them with weight 2), sometimes both.
+        for _ in 0..(r % 3) {
+            if members.len() > 3 {
+                let at = (next() % members.len() as u64) as usize;
+                members.remove(at);
+            }
+        }
+        for k in 0..((r >> 8) % 3) {
+            members.push((format!("pod-{fresh_id:03}"), 1 + (k as u32 % 2)));
+            fresh_id += 1;
+        }
+        members.sort();
+        let (rebuilt, path) = current.rebuild(members.iter().map(|(id, w)| (id.as_bytes(), *w))).unwrap();
+        incremental += usize::from(path == BuildPath::Incremental);
+        let full = table(&members);
+        assert!(
+            rebuilt == full,
+            "step {step} ({path:?}, {} hosts): differs from a full build",
+            members.len()
+        );
+        for point in keys(2_000) {
+            assert_eq!(rebuilt.owner(point), full.owner(point), "step {step}");
+            assert_eq!(
+                rebuilt.walk(point).take(3).collect::<Vec<_>>(),
+                full.walk(point).take(3).collect::<Vec<_>>()
+            );
+        }
+        current = rebuilt;
+    }
+    assert!(incremental >= 8, "the incremental path was taken {incremental} of 14 times");
+}

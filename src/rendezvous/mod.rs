@@ -22,9 +22,13 @@
 //! (rank 0 first), round by round, and the first replica to reach a slot owns it (a round visits
 //! replicas in host-index order, so ties resolve as defined). After about `ln(replicas)` rounds
 //! per replica-share of slots, the few slots nobody reached yet are scored directly. A membership
-//! change starts from the previous table: slots of removed hosts are scored directly, added
-//! hosts enumerate their ranks up to the highest winning rank in the table and take the slots
-//! they win. Both paths give exactly the table a full scoring would give (tests compare them).
+//! change starts from a copy of the previous table and rewrites only the slots that change owner:
+//! the table holds handles, not indices, and a host keeps its handle while others come and go
+//! (its index, a position in id order, may shift). A removed host's slots are found among its
+//! own ranks up to the highest winning rank in the table (a host owns no slot it ranks worse) and
+//! scored directly; added hosts enumerate their ranks up to that bound and take the slots they
+//! win. Both paths give exactly the table a full scoring would give (tests compare them, also
+//! along chains of changes).
 
 use crate::murmur3::murmur3_x64_128;
 
@@ -145,8 +149,12 @@ impl Replica {
 
 #[derive(Clone)]
 pub struct Rendezvous {
-    /// Owner (host index) of each slot, bit-packed.
+    /// Owner of each slot as a handle, bit-packed: `handles[handle]` is the host's index. A
+    /// membership change rewrites only the slots that change owner, as handles of hosts that
+    /// stay do not change when other hosts come or go (their sorted index may).
     table: Packed,
+    /// Host index per handle; [`EMPTY`] for a handle no host holds.
+    handles: Vec<u16>,
     /// Every host's replicas, grouped by host in index order.
     replicas: Vec<Replica>,
     /// Host `i`'s replicas are `replicas[starts[i]..starts[i + 1]]`.
@@ -157,10 +165,13 @@ pub struct Rendezvous {
     bound: u32,
 }
 
-/// Equal placements: the same hosts and the same table (`bound` depends on the build path).
+/// Equal placements: the same hosts and the same owner in every slot (`bound` and the handles
+/// depend on the build path).
 impl PartialEq for Rendezvous {
     fn eq(&self, other: &Rendezvous) -> bool {
-        self.identity == other.identity && self.table == other.table
+        self.identity == other.identity
+            && self.table.is_empty() == other.table.is_empty()
+            && (self.table.is_empty() || (0..SLOTS).all(|s| self.owner_at(s) == other.owner_at(s)))
     }
 }
 
@@ -215,7 +226,7 @@ impl Rendezvous {
             identity.push((h1, h2, weight));
         }
         starts.push(replicas.len() as u32);
-        Ok(Rendezvous { table: Packed::default(), replicas, starts, identity, bound: 0 })
+        Ok(Rendezvous { table: Packed::default(), handles: Vec::new(), replicas, starts, identity, bound: 0 })
     }
 
     /// Builds the table from `(id, weight)` per host; a host's index is its position in `hosts`.
@@ -259,51 +270,118 @@ impl Rendezvous {
                 }
             }
         }
-        let removed = remap.iter().filter(|&&n| n == EMPTY).count();
+        let removed: Vec<usize> = (0..remap.len()).filter(|&i| remap.get(i) == Some(&EMPTY)).collect();
         let added: Vec<usize> = kept.iter().enumerate().filter(|&(_, &k)| !k).map(|(i, _)| i).collect();
         let added_weight: u64 = added.iter().map(|&i| u64::from(next.weight(i))).sum();
+        let removed_weight: u64 = removed.iter().map(|&i| u64::from(self.weight(i))).sum();
         let new_replicas = next.replicas.len() as u64;
-        // Work estimates in replica-rank evaluations.
-        let removed_slots = SLOTS as u64 * removed as u64 / self.identity.len().max(1) as u64;
-        let incremental = removed_slots * new_replicas
-            + added_weight
-                * (u64::from(self.bound) + 1)
-                * (1 + new_replicas / self.identity.len().max(1) as u64);
+        // Work estimates in replica-rank evaluations: finding the removed hosts' slots (their
+        // ranks up to the bound, or one pass over the table) and scoring every replica there;
+        // the added hosts' ranks up to the bound, each scoring the slot's owner.
+        let bound = u64::from(self.bound) + 1;
+        let removed_slots = SLOTS as u64 * removed.len() as u64 / self.identity.len().max(1) as u64;
+        let incremental = (removed_weight * bound).min(SLOTS as u64)
+            + removed_slots * new_replicas
+            + added_weight * bound * (1 + new_replicas / self.identity.len().max(1) as u64);
         let full = SLOTS as u64 * (ln_approx(new_replicas) + 2);
-        if incremental >= full {
+        // Handles: kept hosts keep theirs; added hosts take ones no host held before (a removed
+        // host's handle still marks its slots until they are rescored).
+        let mut handles: Vec<u16> = self
+            .handles
+            .iter()
+            .map(|&i| if i == EMPTY { EMPTY } else { remap.get(usize::from(i)).copied().unwrap_or(EMPTY) })
+            .collect();
+        let mut free = (0..self.handles.len()).filter(|&h| self.handles.get(h) == Some(&EMPTY));
+        let mut handle_of_added = Vec::with_capacity(added.len());
+        for &host in &added {
+            let h = free.next().unwrap_or_else(|| {
+                handles.push(EMPTY);
+                handles.len() - 1
+            });
+            if let Some(slot) = handles.get_mut(h) {
+                *slot = host as u16;
+            }
+            handle_of_added.push(h as u16);
+        }
+        if incremental >= full || handles.len() > self.table.capacity() {
             next.fill_full();
             return Ok((next, BuildPath::Full));
         }
-        let mut owners: Vec<u16> =
-            (0..SLOTS).map(|s| remap.get(usize::from(self.table.get(s))).copied().unwrap_or(EMPTY)).collect();
+        let mut handle_of = vec![EMPTY; next.host_count()];
+        for (h, &i) in handles.iter().enumerate() {
+            if let Some(slot) = handle_of.get_mut(usize::from(i)) {
+                *slot = h as u16;
+            }
+        }
+        next.handles = handles;
+        next.table = self.table.clone();
         next.bound = self.bound;
-        for slot in 0..SLOTS as u32 {
-            if owners.get(slot as usize) == Some(&EMPTY) {
-                let (score, host) = next.best(slot);
-                next.bound = next.bound.max(score);
-                if let Some(o) = owners.get_mut(slot as usize) {
-                    *o = host;
+        // The removed hosts' slots, each scored over every replica of the new membership.
+        let removed_handles: Vec<u16> = (0..self.handles.len())
+            .filter(|&h| {
+                self.handles.get(h).is_some_and(|&i| i != EMPTY && remap.get(usize::from(i)) == Some(&EMPTY))
+            })
+            .map(|h| h as u16)
+            .collect();
+        let rescore = |next: &mut Rendezvous, slot: u32| {
+            let (score, host) = next.best(slot);
+            next.bound = next.bound.max(score);
+            let h = handle_of.get(usize::from(host)).copied().unwrap_or(0);
+            next.table.set(slot as usize, h);
+        };
+        if removed_weight * bound < SLOTS as u64 {
+            // A host owns only slots it ranks within the bound.
+            for &old in &removed {
+                let Some(handle) = self.handle_of_index(old) else { continue };
+                for rep in self.replica_range(old) {
+                    let Some(&replica) = self.replicas.get(rep) else { continue };
+                    for rank in 0..=self.bound.min(SLOTS as u32 - 1) {
+                        let slot = replica.slot_at(rank);
+                        if next.table.get(slot as usize) == handle {
+                            rescore(&mut next, slot);
+                        }
+                    }
+                }
+            }
+        } else if !removed_handles.is_empty() {
+            for slot in 0..SLOTS as u32 {
+                if removed_handles.contains(&next.table.get(slot as usize)) {
+                    rescore(&mut next, slot);
                 }
             }
         }
-        for &host in &added {
-            let range = next.replica_range(host);
-            for rep in range {
+        for h in removed_handles {
+            if let Some(slot) = next.handles.get_mut(usize::from(h)) {
+                *slot = EMPTY;
+            }
+        }
+        for (&host, &handle) in added.iter().zip(&handle_of_added) {
+            for rep in next.replica_range(host) {
                 let Some(&replica) = next.replicas.get(rep) else { continue };
                 for rank in 0..=next.bound.min(SLOTS as u32 - 1) {
                     let slot = replica.slot_at(rank);
-                    let Some(&owner) = owners.get(slot as usize) else { continue };
-                    let owner_score = next.score(usize::from(owner), slot);
-                    if (rank, host) < (owner_score, usize::from(owner))
-                        && let Some(o) = owners.get_mut(slot as usize)
-                    {
-                        *o = host as u16;
+                    let owner = next.owner_at(slot as usize);
+                    let owner_score = next.score(owner, slot);
+                    if (rank, host) < (owner_score, owner) {
+                        next.table.set(slot as usize, handle);
                     }
                 }
             }
         }
-        next.table = Packed::new(&owners, next.host_count());
         Ok((next, BuildPath::Incremental))
+    }
+
+    /// The handle of the host at `index` in this placement.
+    fn handle_of_index(&self, index: usize) -> Option<u16> {
+        let h = self.handles.iter().position(|&i| usize::from(i) == index)?;
+        Some(h as u16)
+    }
+
+    /// The index of the host owning `slot`.
+    #[inline]
+    fn owner_at(&self, slot: usize) -> usize {
+        let handle = self.table.get(slot);
+        usize::from(self.handles.get(usize::from(handle)).copied().unwrap_or(0))
     }
 
     fn weight(&self, host: usize) -> u32 {
@@ -394,6 +472,8 @@ impl Rendezvous {
         }
         self.bound = bound;
         self.table = Packed::new(&owners, self.host_count());
+        // Freshly built: every host's handle is its index.
+        self.handles = (0..self.host_count()).map(|h| h as u16).collect();
     }
 
     pub fn host_count(&self) -> usize {
@@ -407,6 +487,7 @@ impl Rendezvous {
     /// Heap bytes the placement holds (table, replica keys, per-host bookkeeping).
     pub fn memory_bytes(&self) -> usize {
         self.table.memory_bytes()
+            + self.handles.capacity() * 2
             + self.replicas.capacity() * std::mem::size_of::<Replica>()
             + self.starts.capacity() * 4
             + self.identity.capacity() * std::mem::size_of::<(u64, u64, u32)>()
@@ -420,7 +501,7 @@ impl Rendezvous {
     /// The host owning `point`: one table read. Does not allocate.
     #[inline]
     pub fn owner(&self, point: u64) -> usize {
-        usize::from(self.table.get(Self::slot(point) as usize))
+        self.owner_at(Self::slot(point) as usize)
     }
 
     /// The owner of `point` computed by scoring every host, without the table (for tests).
@@ -462,7 +543,7 @@ impl Iterator for Walk<'_> {
             if p.table.is_empty() {
                 return None;
             }
-            let owner = usize::from(p.table.get(self.slot as usize));
+            let owner = p.owner_at(self.slot as usize);
             self.owner = Some(owner);
             return Some(owner);
         };

@@ -10,23 +10,38 @@ pub(super) struct Packed {
 }
 
 impl Packed {
-    pub(super) fn new(owners: &[u16], hosts: usize) -> Packed {
-        let bits = (usize::BITS - hosts.saturating_sub(1).leading_zeros()).max(1);
-        let mut words = vec![0u64; (owners.len() * bits as usize).div_ceil(64) + 1];
+    /// `owners` packed at just enough bits for values below `values`.
+    pub(super) fn new(owners: &[u16], values: usize) -> Packed {
+        let bits = (usize::BITS - values.saturating_sub(1).leading_zeros()).max(1);
+        let mut p = Packed { bits, words: vec![0u64; (owners.len() * bits as usize).div_ceil(64) + 1] };
         for (slot, &owner) in owners.iter().enumerate() {
-            let at = slot * bits as usize;
-            let (word, offset) = (at / 64, (at % 64) as u32);
-            let value = u64::from(owner) & ((1 << bits) - 1);
-            if let Some(w) = words.get_mut(word) {
-                *w |= value << offset;
-            }
-            if offset + bits > 64
-                && let Some(w) = words.get_mut(word + 1)
-            {
-                *w |= value >> (64 - offset);
-            }
+            p.set(slot, owner);
         }
-        Packed { bits, words }
+        p
+    }
+
+    /// How many distinct values fit (`2^bits`).
+    pub(super) fn capacity(&self) -> usize {
+        1 << self.bits
+    }
+
+    /// Stores `value` (cut to `bits` bits) at `slot`.
+    #[inline]
+    pub(super) fn set(&mut self, slot: usize, value: u16) {
+        let bits = self.bits;
+        let at = slot * bits as usize;
+        let (word, offset) = (at / 64, (at % 64) as u32);
+        let mask = (1u64 << bits) - 1;
+        let value = u64::from(value) & mask;
+        if let Some(w) = self.words.get_mut(word) {
+            *w = (*w & !(mask << offset)) | (value << offset);
+        }
+        if offset + bits > 64
+            && let Some(w) = self.words.get_mut(word + 1)
+        {
+            let spill = 64 - offset;
+            *w = (*w & !(mask >> spill)) | (value >> spill);
+        }
     }
 
     #[inline]
