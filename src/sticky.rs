@@ -196,6 +196,12 @@ pub fn verify(
     policy: Policy,
     now: u64,
 ) -> Result<(Claims, Verified), Rejection> {
+    let (claims, verified) = authenticate(keys, value)?;
+    check_lifetime(claims, policy, now).map(|c| (c, verified))
+}
+
+/// The claims of a cookie value whose MAC verifies under one of `keys`, whatever its times.
+fn authenticate(keys: &[CookieKey], value: &[u8]) -> Result<(Claims, Verified), Rejection> {
     if value.len() != ENCODED_LEN {
         return Err(Rejection::Malformed);
     }
@@ -230,6 +236,11 @@ pub fn verify(
         expires_at: be_u64(body, 33),
         refreshed_at: be_u64(body, 41),
     };
+    Ok((claims, verified))
+}
+
+/// Whether authenticated `claims` are still good at `now` under `policy`.
+fn check_lifetime(claims: Claims, policy: Policy, now: u64) -> Result<Claims, Rejection> {
     if claims.expires_at <= now {
         return Err(Rejection::Expired);
     }
@@ -242,5 +253,75 @@ pub fn verify(
     {
         return Err(Rejection::Idle);
     }
-    Ok((claims, verified))
+    Ok(claims)
+}
+
+/// Entries of [`VerifiedCookies`]: a power of two.
+pub const VERIFIED_COOKIES: usize = 256;
+
+/// Cookie values this worker authenticated recently, by exact value, so a session's later
+/// requests skip the MAC (three SHA-256 compressions, most of a pinned request's own cost in the
+/// VM). Only values whose MAC verified are stored, each compared in full on lookup, so an entry
+/// can only ever answer for the very bytes that were verified; the lifetime is checked against
+/// `now` on every use, exactly as [`verify`] does. Direct-mapped by the value's MAC characters,
+/// [`VERIFIED_COOKIES`] entries (≈ 40 KiB once used); one per configuration, so a new secret
+/// starts empty. Single-threaded (a wasm VM is): interior mutability behind a shared `Config`.
+#[derive(Default)]
+pub struct VerifiedCookies {
+    slots: std::cell::RefCell<Vec<Option<Entry>>>,
+    hits: std::cell::Cell<u64>,
+}
+
+type Entry = ([u8; ENCODED_LEN], Claims, Verified);
+
+impl Clone for VerifiedCookies {
+    /// A copy starts empty: entries are an optimisation, never state.
+    fn clone(&self) -> VerifiedCookies {
+        VerifiedCookies::default()
+    }
+}
+
+impl std::fmt::Debug for VerifiedCookies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCookies").field("hits", &self.hits.get()).finish_non_exhaustive()
+    }
+}
+
+impl VerifiedCookies {
+    /// [`verify`], answered from the entries when this exact value was authenticated before.
+    pub fn verify(
+        &self,
+        keys: &[CookieKey],
+        value: &[u8],
+        policy: Policy,
+        now: u64,
+    ) -> Result<(Claims, Verified), Rejection> {
+        let Ok(exact) = <&[u8; ENCODED_LEN]>::try_from(value) else {
+            return Err(Rejection::Malformed);
+        };
+        // The last characters encode MAC bytes: uniform for every value that can be stored.
+        let tail = u64::from_le_bytes(exact[ENCODED_LEN - 8..].try_into().unwrap_or([0; 8]));
+        let index = (tail.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % VERIFIED_COOKIES;
+        let cached = self.slots.borrow().get(index).copied().flatten().filter(|(v, _, _)| v == exact);
+        if let Some((_, claims, verified)) = cached {
+            self.hits.set(self.hits.get() + 1);
+            return check_lifetime(claims, policy, now).map(|c| (c, verified));
+        }
+        let (claims, verified) = authenticate(keys, value)?;
+        {
+            let mut slots = self.slots.borrow_mut();
+            if slots.is_empty() {
+                slots.resize(VERIFIED_COOKIES, None);
+            }
+            if let Some(slot) = slots.get_mut(index) {
+                *slot = Some((*exact, claims, verified));
+            }
+        }
+        check_lifetime(claims, policy, now).map(|c| (c, verified))
+    }
+
+    /// Lookups answered without a MAC so far (for tests and benchmarks).
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
 }

@@ -305,3 +305,76 @@ fn jwt_exp_has_a_configurable_leeway_defaulting_to_60_seconds() {
         assert!(e.to_string().contains(why) && e.field.starts_with("sources[0]"), "{extra}: {e}");
     }
 }
+
+#[test]
+fn verified_cookies_answer_exactly_as_verify_does() {
+    // The per-configuration cache of authenticated values: a hit skips the MAC, never the
+    // lifetime checks, and answers only for the exact bytes that were verified.
+    let idle = Policy { ttl_seconds: 3600, idle_timeout_seconds: Some(600) };
+    let keys = [CookieKey::for_cookie(NEW.as_bytes(), "srv"), CookieKey::for_cookie(OLD.as_bytes(), "srv")];
+    let claims = |i: u8| Claims {
+        session_id: [i; 16],
+        point: u64::from(i) << 40,
+        host: [i; 8],
+        expires_at: NOW + 3000,
+        refreshed_at: NOW,
+    };
+    let cache = sticky::VerifiedCookies::default();
+    let mut values: Vec<String> =
+        (0..40).map(|i| sticky::encode(&keys[usize::from(i % 2)], &claims(i))).collect();
+    // Tampered copies of valid values: every byte position, including the MAC characters the
+    // cache indexes by, so some share an entry with their original.
+    let original = values[0].clone();
+    for at in [0, 10, 40, 80, 84, 86] {
+        let mut v = original.clone().into_bytes();
+        v[at] = if v[at] == b'A' { b'B' } else { b'A' };
+        values.push(String::from_utf8(v).unwrap());
+    }
+    values.push("short".to_owned());
+    let mut hits_expected = 0;
+    for round in 0..3 {
+        for now in [NOW, NOW + 599, NOW + 600, NOW + 3000, NOW - 61] {
+            for v in &values {
+                let want = sticky::verify(&keys, v.as_bytes(), idle, now);
+                let got = cache.verify(&keys, v.as_bytes(), idle, now);
+                assert_eq!(got, want, "round {round}, now {now}, value {v}");
+            }
+        }
+        // After the first pass every valid value is stored (40 values in 256 entries can share
+        // one; those evict each other): later passes are answered without the MAC.
+        if round > 0 {
+            hits_expected += 1;
+        }
+    }
+    assert!(cache.hits() >= hits_expected * 5 * 30, "{} hits", cache.hits());
+    // A tampered value is never a hit: each is authenticated and rejected every time.
+    let before = cache.hits();
+    for v in &values[40..46] {
+        let got = cache.verify(&keys, v.as_bytes(), idle, NOW);
+        assert!(got.is_err(), "{v}");
+        assert_eq!(got, sticky::verify(&keys, v.as_bytes(), idle, NOW));
+    }
+    assert_eq!(cache.hits(), before);
+}
+
+#[test]
+fn a_new_configuration_starts_with_no_verified_cookies() {
+    // Verify-only keys removed by a reload: a value verified under the old configuration must be
+    // authenticated again under the new one (and fail), not answered from a stale entry.
+    let with_old = config(&format!(r#""secret_env":"NEW_KEY","verify_secrets":[{{"secret":"{OLD}"}}]"#));
+    let old_signed = sticky::encode(&CookieKey::for_cookie(OLD.as_bytes(), "srv"), &{
+        let d = decide(&with_old, &Req::default(), &AllUp, NOW, &mut || [7; 16]);
+        claims_of(&with_old, &d)
+    });
+    // (Its host tag was made under the signing key, so the session moves; the value verifies.)
+    for now in [NOW + 1, NOW + 2] {
+        let d = decide(&with_old, &with_cookie(&old_signed), &AllUp, now, &mut || [0; 16]);
+        assert_eq!(d.rejected.cookie, None);
+    }
+    assert!(with_old.sticky.as_ref().unwrap().verified.hits() >= 1);
+    let new_only = config(r#""secret_env":"NEW_KEY""#);
+    let d = decide(&new_only, &with_cookie(&old_signed), &AllUp, NOW + 3, &mut || [0; 16]);
+    assert_eq!(d.rejected.cookie, Some(Rejection::BadSignature));
+    let copied = with_old.clone();
+    assert_eq!(copied.sticky.as_ref().unwrap().verified.hits(), 0, "a copy starts empty");
+}

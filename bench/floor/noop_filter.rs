@@ -9,6 +9,10 @@
 
 use std::cell::RefCell;
 
+// bench/host_calls.py builds this file with `--cfg probes --cfg probe="NAME"`: one more host call.
+#[cfg(probes)]
+include!("host_calls.rs");
+
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
     fn proxy_get_buffer_bytes(
@@ -73,6 +77,8 @@ pub extern "C" fn proxy_on_configure(_root_context_id: u32, size: usize) -> u32 
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_request_headers(_context_id: u32, _headers: usize, _end_of_stream: u32) -> u32 {
+    #[cfg(probes)]
+    probe_request();
     HEADER.with(|h| {
         let (name, value) = &*h.borrow();
         // SAFETY: pointers and lengths of live slices.

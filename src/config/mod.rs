@@ -146,6 +146,8 @@ pub struct Sticky {
     pub secure: bool,
     pub http_only: bool,
     pub same_site: SameSite,
+    /// This worker's recently verified cookie values (starts empty with every configuration).
+    pub verified: crate::sticky::VerifiedCookies,
 }
 
 #[derive(Debug, Clone)]

@@ -111,6 +111,7 @@ pub(super) fn compile_sticky(
         secure,
         http_only: raw.http_only.unwrap_or(true),
         same_site,
+        verified: Default::default(),
     })
 }
 
