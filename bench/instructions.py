@@ -107,13 +107,25 @@ def _send(port, header_lines, n):
         conn.close()
 
 
+def _batches(variants):
+    """Up to BATCH variants at a time, in order, never two listening on one port at once (variants
+    that share a front config, as (g) shares (f)'s, would otherwise have one Envoy serve both)."""
+    batch = []
+    for v in variants:
+        if len(batch) == BATCH or any(port == v[2] for _, _, port, _ in batch):
+            yield batch
+            batch = []
+        batch.append(v)
+    if batch:
+        yield batch
+
+
 def phase(binary, variants, work, procs, n, warmup, log):
     """variants: [(id, config path, listen port, header lines)]. Starts the fronts BATCH at a time
     (start-up under valgrind is slow), then measures them one after another. Returns
     {id: {"instructions": total, "requests": n, "per_request": total / n}}."""
     results = {}
-    for i in range(0, len(variants), BATCH):
-        batch = variants[i : i + BATCH]
+    for batch in _batches(variants):
         fronts = {v: (Measured(binary, path, work, f"cg_{v}", procs), port, lines) for v, path, port, lines in batch}
         for m, _, _ in fronts.values():
             m.wait_ready()

@@ -15,7 +15,7 @@ def write_chart(out, cost, envoy_spread, opts):
     vs = list(rows)
     ticks = [f"({v})\n{SHORT[v]}" for v in vs]
     palette = {"a": "#999999", "b": "#4c72b0", "c": "#55a868", "d": "#dd8452", "e": "#dd8452", "f": "#c44e52",
-               "g": "#c44e52", "h": "#e8a878", "i": "#da8bc3", "n": "#bbbbbb"}
+               "g": "#c44e52", "h": "#e8a878", "i": "#da8bc3", "o": "#8c8c3c", "n": "#bbbbbb"}
     colors = [palette.get(v[0], "#8172b3") if ":" not in v else "#8172b3" for v in vs]
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
     import numpy as np

@@ -22,17 +22,18 @@ VARIANTS = [
     ("g", "session-router sticky cookie issued (every request a new session)", "f_sticky.yaml", "sid"),
     ("h", "(e) without passive health", "h_override_host_nohealth.yaml", "sid"),
     ("i", "(e) with bounded load (factor 1.25)", "i_bounded_load.yaml", "sid"),
+    ("o", "session-router ORIGINAL_DST minimal (no health)", "o_original_dst_minimal.yaml", "sid"),
     ("n", "no-op wasm filter setting a constant header (the floor)", "n_floor.yaml", "sid"),
 ]
 
-OURS = ("d", "e", "f", "g", "h", "i")
+OURS = ("d", "e", "f", "g", "h", "i", "o")
 
 FLOOR_WASM = REPO / "target" / "bench-tools" / "noop_filter.wasm"  # bench/floor/noop_filter.rs
 
 WASM_OF = {"n": FLOOR_WASM}  # variant id -> another build of the filter (--wasm-variant)
 
 SHORT = {"a": "round robin", "b": "RING_HASH", "c": "MAGLEV", "d": "SR orig_dst", "e": "SR override",
-         "f": "SR sticky ok", "g": "SR sticky new", "h": "SR no health", "i": "SR bounded load",
+         "f": "SR sticky ok", "g": "SR sticky new", "h": "SR no health", "i": "SR bounded load", "o": "SR orig_dst min",
          "n": "no-op floor"}
 
 # Variants measured in instructions per request by the short (CI) run; the full run measures all.

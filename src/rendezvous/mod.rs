@@ -355,16 +355,45 @@ impl Rendezvous {
                 *slot = EMPTY;
             }
         }
+        // In chunks: each step's slot, owner and owner's score are computed for a run of ranks
+        // first (independent work the CPU overlaps), then compared. A replica's ranks are
+        // distinct slots, so no step of a chunk sees another's write.
+        const CHUNK: usize = 256;
+        let uniform = next.replicas.len() == next.identity.len();
+        let mut slots = [0u32; CHUNK];
+        let mut owners = [0usize; CHUNK];
+        let mut scores = [0u32; CHUNK];
+        let last = next.bound.min(SLOTS as u32 - 1);
         for (&host, &handle) in added.iter().zip(&handle_of_added) {
             for rep in next.replica_range(host) {
                 let Some(&replica) = next.replicas.get(rep) else { continue };
-                for rank in 0..=next.bound.min(SLOTS as u32 - 1) {
-                    let slot = replica.slot_at(rank);
-                    let owner = next.owner_at(slot as usize);
-                    let owner_score = next.score(owner, slot);
-                    if (rank, host) < (owner_score, owner) {
-                        next.table.set(slot as usize, handle);
+                let mut start = 0u32;
+                while start <= last {
+                    let n = ((last - start) as usize + 1).min(CHUNK);
+                    for (i, slot) in slots.iter_mut().take(n).enumerate() {
+                        *slot = replica.slot_at(start + i as u32);
                     }
+                    for (owner, &slot) in owners.iter_mut().zip(&slots).take(n) {
+                        *owner = next.owner_at(slot as usize);
+                    }
+                    for ((score, &owner), &slot) in scores.iter_mut().zip(&owners).zip(&slots).take(n) {
+                        *score = if uniform {
+                            next.replicas.get(owner).map_or(u32::MAX, |r| r.rank(slot))
+                        } else {
+                            next.score(owner, slot)
+                        };
+                    }
+                    for i in 0..n {
+                        let (Some(&slot), Some(&owner), Some(&score)) =
+                            (slots.get(i), owners.get(i), scores.get(i))
+                        else {
+                            continue;
+                        };
+                        if (start + i as u32, host) < (score, owner) {
+                            next.table.set(slot as usize, handle);
+                        }
+                    }
+                    start += n as u32;
                 }
             }
         }
