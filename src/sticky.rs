@@ -202,6 +202,14 @@ pub fn verify(
 
 /// The claims of a cookie value whose MAC verifies under one of `keys`, whatever its times.
 fn authenticate(keys: &[CookieKey], value: &[u8]) -> Result<(Claims, Verified), Rejection> {
+    let raw = decode_raw(value)?;
+    let verified = authenticate_raw(keys, &raw)?;
+    Ok((claims_of(&raw), verified))
+}
+
+/// The cookie's bytes, from its base64url text: `Malformed` for a wrong length, a non-canonical
+/// or invalid encoding, or an unknown version.
+fn decode_raw(value: &[u8]) -> Result<[u8; COOKIE_BYTES], Rejection> {
     if value.len() != ENCODED_LEN {
         return Err(Rejection::Malformed);
     }
@@ -210,12 +218,16 @@ fn authenticate(keys: &[CookieKey], value: &[u8]) -> Result<(Claims, Verified), 
         Ok(COOKIE_BYTES) => {}
         _ => return Err(Rejection::Malformed),
     }
-    let (body, tag) = raw.split_at(BODY_BYTES);
-    if body.first() != Some(&VERSION) {
+    if raw.first() != Some(&VERSION) {
         return Err(Rejection::Malformed);
     }
-    let verified = keys
-        .iter()
+    Ok(raw)
+}
+
+/// Which of `keys` signed these cookie bytes (their MAC, in constant time).
+fn authenticate_raw(keys: &[CookieKey], raw: &[u8; COOKIE_BYTES]) -> Result<Verified, Rejection> {
+    let (body, tag) = raw.split_at(BODY_BYTES);
+    keys.iter()
         .enumerate()
         .find_map(|(i, key)| {
             if key.body_mac(body, true).verify_truncated_left(tag).is_ok() {
@@ -224,19 +236,22 @@ fn authenticate(keys: &[CookieKey], value: &[u8]) -> Result<(Claims, Verified), 
             let legacy = key.name.is_some() && key.body_mac(body, false).verify_truncated_left(tag).is_ok();
             legacy.then_some(Verified { key: i, legacy: true })
         })
-        .ok_or(Rejection::BadSignature)?;
+        .ok_or(Rejection::BadSignature)
+}
+
+/// The claims the cookie bytes carry.
+fn claims_of(raw: &[u8; COOKIE_BYTES]) -> Claims {
     let mut session_id = [0u8; 16];
-    session_id.copy_from_slice(body.get(1..17).unwrap_or(&[0; 16]));
+    session_id.copy_from_slice(raw.get(1..17).unwrap_or(&[0; 16]));
     let mut host = [0u8; 8];
-    host.copy_from_slice(body.get(25..33).unwrap_or(&[0; 8]));
-    let claims = Claims {
+    host.copy_from_slice(raw.get(25..33).unwrap_or(&[0; 8]));
+    Claims {
         session_id,
-        point: be_u64(body, 17),
+        point: be_u64(raw, 17),
         host,
-        expires_at: be_u64(body, 33),
-        refreshed_at: be_u64(body, 41),
-    };
-    Ok((claims, verified))
+        expires_at: be_u64(raw, 33),
+        refreshed_at: be_u64(raw, 41),
+    }
 }
 
 /// Whether authenticated `claims` are still good at `now` under `policy`.
@@ -257,22 +272,30 @@ fn check_lifetime(claims: Claims, policy: Policy, now: u64) -> Result<Claims, Re
 }
 
 /// Entries of [`VerifiedCookies`]: a power of two.
-pub const VERIFIED_COOKIES: usize = 256;
+pub const VERIFIED_COOKIES: usize = 4096;
 
-/// Cookie values this worker authenticated recently, by exact value, so a session's later
+/// Cookies this worker authenticated recently, by their exact bytes, so a session's later
 /// requests skip the MAC (three SHA-256 compressions, most of a pinned request's own cost in the
-/// VM). Only values whose MAC verified are stored, each compared in full on lookup, so an entry
-/// can only ever answer for the very bytes that were verified; the lifetime is checked against
-/// `now` on every use, exactly as [`verify`] does. Direct-mapped by the value's MAC characters,
-/// [`VERIFIED_COOKIES`] entries (≈ 40 KiB once used); one per configuration, so a new secret
+/// VM). Only cookies whose MAC verified are stored, each compared in full on lookup, so an entry
+/// answers only for the very bytes that were verified; the lifetime is checked against `now` on
+/// every use, exactly as [`verify`] does. Direct-mapped by MAC bytes, [`VERIFIED_COOKIES`]
+/// entries of 66 bytes (264 KiB, allocated on first use); one per configuration, so a new secret
 /// starts empty. Single-threaded (a wasm VM is): interior mutability behind a shared `Config`.
 #[derive(Default)]
 pub struct VerifiedCookies {
-    slots: std::cell::RefCell<Vec<Option<Entry>>>,
+    slots: std::cell::RefCell<Vec<Entry>>,
     hits: std::cell::Cell<u64>,
 }
 
-type Entry = ([u8; ENCODED_LEN], Claims, Verified);
+/// The cookie's bytes, and which key verified them (`key` = `u8::MAX`: an empty entry).
+#[derive(Clone, Copy)]
+struct Entry {
+    raw: [u8; COOKIE_BYTES],
+    key: u8,
+    legacy: bool,
+}
+
+const EMPTY_ENTRY: Entry = Entry { raw: [0; COOKIE_BYTES], key: u8::MAX, legacy: false };
 
 impl Clone for VerifiedCookies {
     /// A copy starts empty: entries are an optimisation, never state.
@@ -288,7 +311,8 @@ impl std::fmt::Debug for VerifiedCookies {
 }
 
 impl VerifiedCookies {
-    /// [`verify`], answered from the entries when this exact value was authenticated before.
+    /// [`verify`], answered from the entries when these exact cookie bytes were authenticated
+    /// before.
     pub fn verify(
         &self,
         keys: &[CookieKey],
@@ -296,28 +320,29 @@ impl VerifiedCookies {
         policy: Policy,
         now: u64,
     ) -> Result<(Claims, Verified), Rejection> {
-        let Ok(exact) = <&[u8; ENCODED_LEN]>::try_from(value) else {
-            return Err(Rejection::Malformed);
+        let raw = decode_raw(value)?;
+        // MAC bytes: uniform for every cookie that can be stored.
+        let tail = u64::from_le_bytes(raw[COOKIE_BYTES - 8..].try_into().unwrap_or([0; 8]));
+        let index = (tail % VERIFIED_COOKIES as u64) as usize;
+        let hit = self.slots.borrow().get(index).filter(|e| e.key != u8::MAX && e.raw == raw).copied();
+        let verified = match hit {
+            Some(e) => {
+                self.hits.set(self.hits.get() + 1);
+                Verified { key: usize::from(e.key), legacy: e.legacy }
+            }
+            None => {
+                let verified = authenticate_raw(keys, &raw)?;
+                let mut slots = self.slots.borrow_mut();
+                if slots.is_empty() {
+                    slots.resize(VERIFIED_COOKIES, EMPTY_ENTRY);
+                }
+                if let (Some(slot), Ok(key)) = (slots.get_mut(index), u8::try_from(verified.key)) {
+                    *slot = Entry { raw, key, legacy: verified.legacy };
+                }
+                verified
+            }
         };
-        // The last characters encode MAC bytes: uniform for every value that can be stored.
-        let tail = u64::from_le_bytes(exact[ENCODED_LEN - 8..].try_into().unwrap_or([0; 8]));
-        let index = (tail.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % VERIFIED_COOKIES;
-        let cached = self.slots.borrow().get(index).copied().flatten().filter(|(v, _, _)| v == exact);
-        if let Some((_, claims, verified)) = cached {
-            self.hits.set(self.hits.get() + 1);
-            return check_lifetime(claims, policy, now).map(|c| (c, verified));
-        }
-        let (claims, verified) = authenticate(keys, value)?;
-        {
-            let mut slots = self.slots.borrow_mut();
-            if slots.is_empty() {
-                slots.resize(VERIFIED_COOKIES, None);
-            }
-            if let Some(slot) = slots.get_mut(index) {
-                *slot = Some((*exact, claims, verified));
-            }
-        }
-        check_lifetime(claims, policy, now).map(|c| (c, verified))
+        check_lifetime(claims_of(&raw), policy, now).map(|c| (c, verified))
     }
 
     /// Lookups answered without a MAC so far (for tests and benchmarks).

@@ -340,8 +340,8 @@ fn verified_cookies_answer_exactly_as_verify_does() {
                 assert_eq!(got, want, "round {round}, now {now}, value {v}");
             }
         }
-        // After the first pass every valid value is stored (40 values in 256 entries can share
-        // one; those evict each other): later passes are answered without the MAC.
+        // After the first pass every valid value is stored (two of the 40 may share an entry and
+        // evict each other): later passes are answered without the MAC.
         if round > 0 {
             hits_expected += 1;
         }
