@@ -279,7 +279,7 @@ pub const VERIFIED_COOKIES: usize = 4096;
 /// VM). Only cookies whose MAC verified are stored, each compared in full on lookup, so an entry
 /// answers only for the very bytes that were verified; the lifetime is checked against `now` on
 /// every use, exactly as [`verify`] does. Direct-mapped by MAC bytes, [`VERIFIED_COOKIES`]
-/// entries of 66 bytes (264 KiB, allocated on first use); one per configuration, so a new secret
+/// entries of 67 bytes (268 KiB, allocated on first use); one per configuration, so a new secret
 /// starts empty. Single-threaded (a wasm VM is): interior mutability behind a shared `Config`.
 #[derive(Default)]
 pub struct VerifiedCookies {

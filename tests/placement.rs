@@ -325,7 +325,7 @@ fn memory_and_size_bounds() {
     let bytes = cfg.placement.memory_bytes();
     println!("1000 hosts: {bytes} bytes");
     assert_eq!(cfg.placement.point_count(), SLOTS);
-    // 10 bits a slot (1.25 MiB) plus 64 bytes per host of keys and bookkeeping.
+    // 10 bits a slot (1.25 MiB) plus 66 bytes per host of keys, handles and bookkeeping.
     assert!(bytes <= 2 * 1024 * 1024, "{bytes} bytes");
     assert!(bytes <= SLOTS * 10 / 8 + 1000 * 72, "{bytes} bytes");
 }
