@@ -243,7 +243,10 @@ impl HttpContext for Http {
         }
         let Some(keys) = self.health.borrow().keys() else { return };
         let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
-        let now = mono_ms();
+        // The clock only when something is recorded or a record may change: not on the common
+        // path (a success while the table is empty), where it would be one more host call.
+        let clock = std::cell::OnceCell::new();
+        let now = || *clock.get_or_init(mono_ms);
         let mut failed = Vec::with_capacity(2);
         match served {
             Some(host) if host_failed => failed.push(host),
@@ -253,7 +256,10 @@ impl HttpContext for Http {
                     failed.push(decision.host);
                 }
                 let id = &cfg.hosts[host].id;
-                if self.health.borrow().table().success_changes(id, now, &passive) {
+                let table = self.health.borrow();
+                if !table.table().is_empty() && table.table().success_changes(id, now(), &passive) {
+                    drop(table);
+                    let now = now();
                     let event = shared::update_table(&keys, |t| t.record_success(id, now, &passive));
                     self.metrics.health_event(event);
                     shared::log_event(&cfg, host, event, now);
@@ -264,6 +270,7 @@ impl HttpContext for Http {
         }
         for host in failed {
             let Some(id) = cfg.hosts.get(host).map(|h| h.id.as_str()) else { continue };
+            let now = now();
             let event = shared::update_table(&keys, |t| t.record_failure_in(id, now, &passive, &cfg));
             self.metrics.health_event(event);
             shared::log_event(&cfg, host, event, now);
