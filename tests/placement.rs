@@ -437,3 +437,32 @@ fn chains_of_membership_changes_stay_equal_to_full_builds() {
     }
     assert!(incremental >= 8, "the incremental path was taken {incremental} of 14 times");
 }
+
+#[test]
+fn remembered_fallbacks_walk_exactly_as_scoring_does() {
+    // The per-table memory of each walked slot's next two hosts: a second walk of a slot reads
+    // them back instead of scoring every host, and must give the same order, the whole way
+    // (past the two remembered hosts too), for every host count down to one. 20,000 keys in
+    // 4,096 entries: slots that share an entry evict each other and must never answer for
+    // one another.
+    for (n, weights) in [(1, 1), (2, 1), (3, 1), (9, 1), (40, 1), (12, 3)] {
+        let hosts: Vec<(String, u32)> =
+            (0..n).map(|i| (format!("host-{i:03}"), 1 + (i as u32 % weights))).collect();
+        let walked = table(&hosts);
+        let points = keys(20_000);
+        let fresh = |p: u64| walked.clone().walk(p).collect::<Vec<_>>();
+        for round in 0..2 {
+            for &p in &points {
+                let order: Vec<usize> = walked.walk(p).collect();
+                assert_eq!(order, fresh(p), "{n} hosts, round {round}");
+                assert_eq!(order.len(), n);
+            }
+        }
+        // Partial walks (the router stops after the fallbacks it needs) leave a usable entry.
+        for &p in points.iter().take(500) {
+            let two: Vec<usize> = walked.walk(p).take(2).collect();
+            assert_eq!(two, fresh(p).into_iter().take(2).collect::<Vec<_>>());
+            assert_eq!(walked.walk(p).collect::<Vec<_>>(), fresh(p));
+        }
+    }
+}
