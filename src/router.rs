@@ -251,7 +251,7 @@ fn pinned_claims(
     let policy =
         Policy { ttl_seconds: sticky.ttl_seconds, idle_timeout_seconds: sticky.idle_timeout_seconds };
     for value in cookie::values(req.header_values("cookie"), &sticky.name).take(MAX_STICKY_CANDIDATES) {
-        match sticky.verified.verify(&sticky.keys, value, policy, now) {
+        match sticky.verified.verify(value, policy, now) {
             Ok(found) => return Some(found),
             Err(why) => rejected.cookie = Some(why),
         }

@@ -279,10 +279,12 @@ pub const VERIFIED_COOKIES: usize = 4096;
 /// VM). Only cookies whose MAC verified are stored, each compared in full on lookup, so an entry
 /// answers only for the very bytes that were verified; the lifetime is checked against `now` on
 /// every use, exactly as [`verify`] does. Direct-mapped by MAC bytes, [`VERIFIED_COOKIES`]
-/// entries of 67 bytes (268 KiB, allocated on first use); one per configuration, so a new secret
-/// starts empty. Single-threaded (a wasm VM is): interior mutability behind a shared `Config`.
-#[derive(Default)]
+/// entries of 67 bytes (268 KiB, allocated on first use); one per configuration, bound to its
+/// keys, so a new secret starts empty (and so does a membership change's copy of the
+/// configuration). Single-threaded (a wasm VM is): interior mutability behind a shared `Config`.
 pub struct VerifiedCookies {
+    /// The keys every entry was verified under (the table answers for these keys only).
+    keys: Vec<CookieKey>,
     slots: std::cell::RefCell<Vec<Entry>>,
     hits: std::cell::Cell<u64>,
 }
@@ -300,7 +302,7 @@ const EMPTY_ENTRY: Entry = Entry { raw: [0; COOKIE_BYTES], key: u8::MAX, legacy:
 impl Clone for VerifiedCookies {
     /// A copy starts empty: entries are an optimisation, never state.
     fn clone(&self) -> VerifiedCookies {
-        VerifiedCookies::default()
+        VerifiedCookies::new(self.keys.clone())
     }
 }
 
@@ -311,27 +313,28 @@ impl std::fmt::Debug for VerifiedCookies {
 }
 
 impl VerifiedCookies {
-    /// [`verify`], answered from the entries when these exact cookie bytes were authenticated
-    /// before.
-    pub fn verify(
-        &self,
-        keys: &[CookieKey],
-        value: &[u8],
-        policy: Policy,
-        now: u64,
-    ) -> Result<(Claims, Verified), Rejection> {
+    /// An empty table for cookies verified under `keys` (the signing key first).
+    pub fn new(keys: Vec<CookieKey>) -> VerifiedCookies {
+        VerifiedCookies { keys, slots: Default::default(), hits: Default::default() }
+    }
+
+    /// [`verify`] under this table's keys, answered from the entries when these exact cookie
+    /// bytes were authenticated before.
+    pub fn verify(&self, value: &[u8], policy: Policy, now: u64) -> Result<(Claims, Verified), Rejection> {
         let raw = decode_raw(value)?;
         // MAC bytes: uniform for every cookie that can be stored.
         let tail = u64::from_le_bytes(raw[COOKIE_BYTES - 8..].try_into().unwrap_or([0; 8]));
         let index = (tail % VERIFIED_COOKIES as u64) as usize;
-        let hit = self.slots.borrow().get(index).filter(|e| e.key != u8::MAX && e.raw == raw).copied();
+        // Compared in constant time, as the MAC is: a client picks the entry its bytes meet.
+        let hit =
+            self.slots.borrow().get(index).filter(|e| e.key != u8::MAX && same_bytes(&e.raw, &raw)).copied();
         let verified = match hit {
             Some(e) => {
                 self.hits.set(self.hits.get() + 1);
                 Verified { key: usize::from(e.key), legacy: e.legacy }
             }
             None => {
-                let verified = authenticate_raw(keys, &raw)?;
+                let verified = authenticate_raw(&self.keys, &raw)?;
                 let mut slots = self.slots.borrow_mut();
                 if slots.is_empty() {
                     slots.resize(VERIFIED_COOKIES, EMPTY_ENTRY);
@@ -349,4 +352,10 @@ impl VerifiedCookies {
     pub fn hits(&self) -> u64 {
         self.hits.get()
     }
+}
+
+/// Whether two cookies' bytes are equal, in time that does not depend on where they differ.
+fn same_bytes(a: &[u8; COOKIE_BYTES], b: &[u8; COOKIE_BYTES]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y));
+    std::hint::black_box(diff) == 0
 }

@@ -319,7 +319,7 @@ fn verified_cookies_answer_exactly_as_verify_does() {
         expires_at: NOW + 3000,
         refreshed_at: NOW,
     };
-    let cache = sticky::VerifiedCookies::default();
+    let cache = sticky::VerifiedCookies::new(keys.to_vec());
     let mut values: Vec<String> =
         (0..40).map(|i| sticky::encode(&keys[usize::from(i % 2)], &claims(i))).collect();
     // Tampered copies of valid values: every byte position, including the MAC characters the
@@ -336,7 +336,7 @@ fn verified_cookies_answer_exactly_as_verify_does() {
         for now in [NOW, NOW + 599, NOW + 600, NOW + 3000, NOW - 61] {
             for v in &values {
                 let want = sticky::verify(&keys, v.as_bytes(), idle, now);
-                let got = cache.verify(&keys, v.as_bytes(), idle, now);
+                let got = cache.verify(v.as_bytes(), idle, now);
                 assert_eq!(got, want, "round {round}, now {now}, value {v}");
             }
         }
@@ -350,7 +350,7 @@ fn verified_cookies_answer_exactly_as_verify_does() {
     // A tampered value is never a hit: each is authenticated and rejected every time.
     let before = cache.hits();
     for v in &values[40..46] {
-        let got = cache.verify(&keys, v.as_bytes(), idle, NOW);
+        let got = cache.verify(v.as_bytes(), idle, NOW);
         assert!(got.is_err(), "{v}");
         assert_eq!(got, sticky::verify(&keys, v.as_bytes(), idle, NOW));
     }

@@ -3,7 +3,7 @@
 
 use super::raw::{RawSecret, RawSticky};
 use super::*;
-use crate::sticky::CookieKey;
+use crate::sticky::{CookieKey, VerifiedCookies};
 
 const MIN_IDLE_TIMEOUT_SECONDS: u64 = 4;
 
@@ -100,18 +100,19 @@ pub(super) fn compile_sticky(
             format!("{:?} requires secure: true, path \"/\" and no domain", raw.name),
         ));
     }
+    let keys: Vec<CookieKey> = std::iter::once(signing.clone()).chain(verify).collect();
     Ok(Sticky {
         name: raw.name,
         ttl_seconds: raw.ttl_seconds,
         idle_timeout_seconds: raw.idle_timeout_seconds,
-        key: signing.clone(),
-        keys: std::iter::once(signing).chain(verify).collect(),
+        key: signing,
+        verified: VerifiedCookies::new(keys.clone()),
+        keys,
         path,
         domain: raw.domain,
         secure,
         http_only: raw.http_only.unwrap_or(true),
         same_site,
-        verified: Default::default(),
     })
 }
 

@@ -244,7 +244,8 @@ impl HttpContext for Http {
         let Some(keys) = self.health.borrow().keys() else { return };
         let served = property_string(&["upstream", "address"]).and_then(|a| cfg.host_by_address(&a));
         // The clock only when something is recorded or a record may change: not on the common
-        // path (a success while the table is empty), where it would be one more host call.
+        // path (a success of a host the table has no record of), where it would be one more host
+        // call.
         let clock = std::cell::OnceCell::new();
         let now = || *clock.get_or_init(mono_ms);
         let mut failed = Vec::with_capacity(2);
@@ -257,7 +258,7 @@ impl HttpContext for Http {
                 }
                 let id = &cfg.hosts[host].id;
                 let table = self.health.borrow();
-                if !table.table().is_empty() && table.table().success_changes(id, now(), &passive) {
+                if table.table().get(id).is_some() && table.table().success_changes(id, now(), &passive) {
                     drop(table);
                     let now = now();
                     let event = shared::update_table(&keys, |t| t.record_success(id, now, &passive));

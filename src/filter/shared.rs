@@ -51,7 +51,9 @@ pub fn init(keys: &Keys) {
 }
 
 /// Bumps the compare-and-swap value of `keys.health_changed` (an empty value, written
-/// unconditionally: only its CAS value carries meaning).
+/// unconditionally: only its CAS value carries meaning). A VM of an older release sharing these
+/// keys (a rolling plugin upgrade) writes the table without it: workers of this release then see
+/// those writes on their next tick, when the table itself is read.
 fn signal_health_changed(keys: &Keys) {
     if let Err(e) = hostcalls::set_shared_data(&keys.health_changed, None, None) {
         warn!("session-router: cannot signal a health table change: {e:?}");
@@ -59,7 +61,8 @@ fn signal_health_changed(keys: &Keys) {
 }
 
 /// The CAS value of `keys.health_changed`: one host call that copies no data into the VM.
-/// `None` when it cannot be read (the caller then reads the table itself).
+/// `None` when the key does not exist (the caller then reads the table itself). A status the SDK
+/// does not expect traps the VM, as for every shared-data call (README "Failure policy").
 fn health_signal(keys: &Keys) -> Option<u32> {
     match hostcalls::get_shared_data(&keys.health_changed) {
         Ok((_, cas)) => cas,

@@ -370,12 +370,10 @@ impl Rendezvous {
         next.table = self.table.clone();
         next.bound = self.bound;
         // The removed hosts' slots, each scored over every replica of the new membership.
-        let removed_handles: Vec<u16> = (0..self.handles.len())
-            .filter(|&h| {
-                self.handles.get(h).is_some_and(|&i| i != EMPTY && remap.get(usize::from(i)) == Some(&EMPTY))
-            })
-            .map(|h| h as u16)
-            .collect();
+        // Per handle: held by a removed host (its slots still carry it; `next.handles` maps it
+        // to nothing already).
+        let removed_handle: Vec<bool> =
+            self.handles.iter().map(|&i| i != EMPTY && remap.get(usize::from(i)) == Some(&EMPTY)).collect();
         let rescore = |next: &mut Rendezvous, slot: u32| {
             let (score, host) = next.best(slot);
             next.bound = next.bound.max(score);
@@ -396,16 +394,11 @@ impl Rendezvous {
                     }
                 }
             }
-        } else if !removed_handles.is_empty() {
+        } else if removed_handle.contains(&true) {
             for slot in 0..SLOTS as u32 {
-                if removed_handles.contains(&next.table.get(slot as usize)) {
+                if removed_handle.get(usize::from(next.table.get(slot as usize))) == Some(&true) {
                     rescore(&mut next, slot);
                 }
-            }
-        }
-        for h in removed_handles {
-            if let Some(slot) = next.handles.get_mut(usize::from(h)) {
-                *slot = EMPTY;
             }
         }
         // In chunks: each step's slot, owner and owner's score are computed for a run of ranks
