@@ -14,7 +14,8 @@
 //!   `rdv_hash_lookup_fb2/N`: hash + owner + the first 2 fallbacks (`walk(..).take(3)`), the whole
 //!   placement work of an override_host request with 2 fallbacks (4,096 keys in turn: a slot's
 //!   next two hosts are remembered); `rdv_hash_lookup_fb2_cold/N`: the same for keys never seen
-//!   recently (every host scored);
+//!   recently (every host scored); `rdv_hash_lookup_fb2_warm/N`: for 64 keys in turn (always
+//!   remembered);
 //! - `rdv_build/N`: `Rendezvous::build` from scratch; `rdv_add/N`, `rdv_remove/N`: a membership
 //!   change (one host added, one removed) from the previous table, as discovery does it.
 //!
@@ -188,20 +189,24 @@ fn benches(c: &mut Criterion) {
     });
 
     // The same with a key no recent request had: 2^20 distinct keys in turn, so the table's
-    // memory of walked slots (4,096 entries) never holds the slot: every host is scored.
+    // memory of walked slots (16,384 entries) never holds the slot: every host is scored.
     let cold: Vec<u64> = (0..1u64 << 20).map(|i| hash64(&i.to_le_bytes())).collect();
-    let mut g = c.benchmark_group("rdv_hash_lookup_fb2_cold");
-    for n in HOST_COUNTS {
-        let placement = rendezvous(n);
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
-            let mut k = 0usize;
-            b.iter(|| {
-                k = (k + 1) & ((1 << 20) - 1);
-                placement.walk(black_box(cold[k])).take(3).fold(0, |a, h| a ^ h)
-            })
-        });
+    // And with keys walked moments ago (64 in turn, as a few active sessions' requests): every
+    // lookup finds its slot's next two hosts remembered.
+    for (name, mask) in [("rdv_hash_lookup_fb2_cold", (1 << 20) - 1), ("rdv_hash_lookup_fb2_warm", 63)] {
+        let mut g = c.benchmark_group(name);
+        for n in HOST_COUNTS {
+            let placement = rendezvous(n);
+            g.bench_function(BenchmarkId::from_parameter(n), |b| {
+                let mut k = 0usize;
+                b.iter(|| {
+                    k = (k + 1) & mask;
+                    placement.walk(black_box(cold[k])).take(3).fold(0, |a, h| a ^ h)
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
 
     lookup_group(c, "ring_hash_lookup_fb2", ring, |r, k| {
         r.walk(hash64(black_box(&keys[k]))).take(3).fold(0, |a, h| a ^ h)
