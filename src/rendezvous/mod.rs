@@ -586,8 +586,9 @@ impl Rendezvous {
     }
 
     /// Distinct hosts in `point`'s ranking: the owner, then where the key would go if each
-    /// host before it left. The owner comes from the table; the first step past it scores every
-    /// replica (O(total weight)) and each further step scans the hosts once.
+    /// host before it left. The owner comes from the table; the next two come from the table's
+    /// memory of recently walked slots, else from scoring every replica (O(total weight), then
+    /// remembered); each step past those scans the hosts once.
     pub fn walk(&self, point: u64) -> Walk<'_> {
         Walk {
             placement: self,

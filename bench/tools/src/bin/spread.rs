@@ -10,6 +10,12 @@
 //! prints one JSON object a line:
 //! per-host counts (in the scenario's host order), keys moved when the extra host is added and
 //! when the named host is removed, the optimum for each, points, memory, and build time.
+//!
+//! `spread latency` times single lookups of the rendezvous table — hash, owner and the first two
+//! fallbacks, what an override_host request with 2 fallbacks asks — one at a time, at 10, 100 and
+//! 1,000 hosts, for keys in turn from three pools (2^20 keys: a slot is never remembered; the
+//! 4,096 keys `cargo bench` cycles; 64 keys), and prints percentiles in ns (the clock's own cost,
+//! the median of timing nothing, subtracted).
 
 use std::time::Instant;
 
@@ -161,8 +167,52 @@ fn main() {
             std::fs::write(&path, text).unwrap_or_else(|e| die(&format!("{path}: {e}")));
         }
         Some("run") => run(&get(2), get(3).parse().unwrap_or_else(|_| die("bad N")), &get(4)),
+        Some("latency") => latency(),
         _ => die(
-            "usage: spread keys N FILE | spread run SCENARIOS N PLACEMENT[,PLACEMENT…] (vnodes or rendezvous)",
+            "usage: spread keys N FILE | spread run SCENARIOS N PLACEMENT[,PLACEMENT…] (vnodes or rendezvous) | spread latency",
         ),
+    }
+}
+
+/// Percentiles of single-lookup times (see the module doc).
+fn latency() {
+    const SAMPLES: usize = 400_000;
+    let keys: Vec<u64> = (0..1u64 << 20).map(|i| hash64(session_key(i).as_bytes())).collect();
+    let overhead = {
+        let mut t: Vec<u64> = (0..SAMPLES)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(());
+                start.elapsed().as_nanos() as u64
+            })
+            .collect();
+        t.sort_unstable();
+        t[t.len() / 2]
+    };
+    println!("clock overhead (median of timing nothing): {overhead} ns");
+    println!("| hosts | keys in turn | p50 ns | p90 ns | p99 ns | max ns |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in [10usize, 100, 1000] {
+        let ids: Vec<String> = (0..n).map(|i| format!("10.0.{}.{}:8080", i / 200, i % 200 + 1)).collect();
+        let table = Rendezvous::build(ids.iter().map(|id| (id.as_bytes(), 1)))
+            .unwrap_or_else(|e| die(&format!("{e}")));
+        for pool in [1usize << 20, 4096, 64] {
+            let fresh = table.clone(); // nothing remembered yet
+            // Warm-up: one pass over the pool (or as many lookups as samples for the large one).
+            for &k in keys.iter().take(pool.min(SAMPLES)) {
+                std::hint::black_box(fresh.walk(k).take(3).fold(0, |a, h| a ^ h));
+            }
+            let mut t: Vec<u64> = (0..SAMPLES)
+                .map(|i| {
+                    let k = keys[(i + pool / 2) % pool];
+                    let start = Instant::now();
+                    std::hint::black_box(fresh.walk(std::hint::black_box(k)).take(3).fold(0, |a, h| a ^ h));
+                    (start.elapsed().as_nanos() as u64).saturating_sub(overhead)
+                })
+                .collect();
+            t.sort_unstable();
+            let pct = |p: usize| t[(t.len() * p / 100).min(t.len() - 1)];
+            println!("| {n} | {pool} | {} | {} | {} | {} |", pct(50), pct(90), pct(99), t[t.len() - 1]);
+        }
     }
 }
