@@ -281,12 +281,13 @@ pub const VERIFIED_COOKIES: usize = 4096;
 /// every use, exactly as [`verify`] does. Direct-mapped by MAC bytes, [`VERIFIED_COOKIES`]
 /// entries of 67 bytes (268 KiB, allocated on first use); one per configuration, bound to its
 /// keys, so a new secret starts empty (and so does a membership change's copy of the
-/// configuration). Single-threaded (a wasm VM is): interior mutability behind a shared `Config`.
+/// configuration).
 pub struct VerifiedCookies {
     /// The keys every entry was verified under (the table answers for these keys only).
     keys: Vec<CookieKey>,
-    slots: std::cell::RefCell<Vec<Entry>>,
-    hits: std::cell::Cell<u64>,
+    /// A lock that is never contended in a wasm VM (one thread); natively it keeps `Config` `Sync`.
+    slots: std::sync::Mutex<Vec<Entry>>,
+    hits: std::sync::atomic::AtomicU64,
 }
 
 /// The cookie's bytes, and which key verified them (`key` = `u8::MAX`: an empty entry).
@@ -308,7 +309,7 @@ impl Clone for VerifiedCookies {
 
 impl std::fmt::Debug for VerifiedCookies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifiedCookies").field("hits", &self.hits.get()).finish_non_exhaustive()
+        f.debug_struct("VerifiedCookies").field("hits", &self.hits()).finish_non_exhaustive()
     }
 }
 
@@ -326,16 +327,15 @@ impl VerifiedCookies {
         let tail = u64::from_le_bytes(raw[COOKIE_BYTES - 8..].try_into().unwrap_or([0; 8]));
         let index = (tail % VERIFIED_COOKIES as u64) as usize;
         // Compared in constant time, as the MAC is: a client picks the entry its bytes meet.
-        let hit =
-            self.slots.borrow().get(index).filter(|e| e.key != u8::MAX && same_bytes(&e.raw, &raw)).copied();
+        let hit = self.slots().get(index).filter(|e| e.key != u8::MAX && same_bytes(&e.raw, &raw)).copied();
         let verified = match hit {
             Some(e) => {
-                self.hits.set(self.hits.get() + 1);
+                self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Verified { key: usize::from(e.key), legacy: e.legacy }
             }
             None => {
                 let verified = authenticate_raw(&self.keys, &raw)?;
-                let mut slots = self.slots.borrow_mut();
+                let mut slots = self.slots();
                 if slots.is_empty() {
                     slots.resize(VERIFIED_COOKIES, EMPTY_ENTRY);
                 }
@@ -350,7 +350,13 @@ impl VerifiedCookies {
 
     /// Lookups answered without a MAC so far (for tests and benchmarks).
     pub fn hits(&self) -> u64 {
-        self.hits.get()
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The entries (a panic elsewhere while they were held leaves them as they were: every
+    /// entry is whole, written in one assignment).
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -344,3 +344,11 @@ fn new_integer_fields_accept_integral_doubles_too() {
     // Internally tagged (`type`): serde reports the source, the message names the value.
     assert!(e.field.starts_with("sources[0]") && e.reason.contains("-30"), "{e}");
 }
+
+#[test]
+fn a_config_can_be_shared_across_threads() {
+    // Its caches (verified cookies, remembered fallbacks) must not make it thread-bound: the
+    // fuzz targets and native users keep configs in statics.
+    fn shared<T: Send + Sync>() {}
+    shared::<Config>();
+}

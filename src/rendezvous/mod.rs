@@ -30,6 +30,9 @@
 //! win. Both paths give exactly the table a full scoring would give (tests compare them, also
 //! along chains of changes).
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::murmur3::murmur3_x64_128;
 
 mod packed;
@@ -174,12 +177,12 @@ pub const FALLBACK_ENTRIES: usize = 16_384;
 /// host again (what `target.fallbacks` and a failover read; O(total weight) to compute, 3.4 µs at
 /// 1,000 hosts). Direct-mapped by slot, [`FALLBACK_ENTRIES`] entries of 8 bytes (128 KiB, allocated
 /// on first use), each holding its slot, so an entry only ever answers for the slot it was computed
-/// for; one per table, so a membership change starts empty. Single-threaded (a wasm VM is):
-/// interior mutability behind a shared `Config`.
+/// for; one per table, so a membership change starts empty.
 #[derive(Default)]
 struct Fallbacks {
     /// `(slot + 1) << 32 | second << 16 | third`, `u16::MAX` for no such host; 0 = empty.
-    entries: std::cell::RefCell<Vec<u64>>,
+    /// Relaxed atomics: each entry is written and read whole, so `Config` stays `Sync` (natively).
+    entries: std::sync::OnceLock<Box<[AtomicU64]>>,
 }
 
 impl Clone for Fallbacks {
@@ -191,22 +194,19 @@ impl Clone for Fallbacks {
 
 impl Fallbacks {
     fn get(&self, slot: u32) -> Option<[u16; 2]> {
-        let e = self.entries.borrow().get(slot as usize % FALLBACK_ENTRIES).copied()?;
+        let e = self.entries.get()?.get(slot as usize % FALLBACK_ENTRIES)?.load(Relaxed);
         (e >> 32 == u64::from(slot) + 1).then_some([(e >> 16) as u16, e as u16])
     }
 
     fn put(&self, slot: u32, next: [u16; 2]) {
-        let mut entries = self.entries.borrow_mut();
-        if entries.is_empty() {
-            entries.resize(FALLBACK_ENTRIES, 0);
-        }
-        if let Some(e) = entries.get_mut(slot as usize % FALLBACK_ENTRIES) {
-            *e = (u64::from(slot) + 1) << 32 | u64::from(next[0]) << 16 | u64::from(next[1]);
+        let entries = self.entries.get_or_init(|| (0..FALLBACK_ENTRIES).map(|_| AtomicU64::new(0)).collect());
+        if let Some(e) = entries.get(slot as usize % FALLBACK_ENTRIES) {
+            e.store((u64::from(slot) + 1) << 32 | u64::from(next[0]) << 16 | u64::from(next[1]), Relaxed);
         }
     }
 
     fn memory_bytes(&self) -> usize {
-        self.entries.borrow().capacity() * 8
+        self.entries.get().map_or(0, |e| e.len() * 8)
     }
 }
 
