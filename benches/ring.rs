@@ -189,7 +189,7 @@ fn benches(c: &mut Criterion) {
     });
 
     // The same with a key no recent request had: 2^20 distinct keys in turn, so the table's
-    // memory of walked slots (16,384 entries) never holds the slot: every host is scored.
+    // memory of walked slots (4,096 entries) never holds the slot: every host is scored.
     let cold: Vec<u64> = (0..1u64 << 20).map(|i| hash64(&i.to_le_bytes())).collect();
     // And with keys walked moments ago (64 in turn, as a few active sessions' requests): every
     // lookup finds its slot's next two hosts remembered.

@@ -272,14 +272,15 @@ fn check_lifetime(claims: Claims, policy: Policy, now: u64) -> Result<Claims, Re
 }
 
 /// Entries of [`VerifiedCookies`]: a power of two.
-pub const VERIFIED_COOKIES: usize = 4096;
+pub const VERIFIED_COOKIES: usize = 1024;
 
 /// Cookies this worker authenticated recently, by their exact bytes, so a session's later
 /// requests skip the MAC (three SHA-256 compressions, most of a pinned request's own cost in the
 /// VM). Only cookies whose MAC verified are stored, each compared in full on lookup, so an entry
 /// answers only for the very bytes that were verified; the lifetime is checked against `now` on
 /// every use, exactly as [`verify`] does. Direct-mapped by MAC bytes, [`VERIFIED_COOKIES`]
-/// entries of 67 bytes (268 KiB, allocated on first use); one per configuration, bound to its
+/// entries of 67 bytes (67 KiB, allocated on first use: small, as a reload briefly holds two
+/// configurations and wasm memory never shrinks); one per configuration, bound to its
 /// keys, so a new secret starts empty (and so does a membership change's copy of the
 /// configuration).
 pub struct VerifiedCookies {

@@ -444,7 +444,7 @@ fn remembered_fallbacks_walk_exactly_as_scoring_does() {
     // The per-table memory of each walked slot's next two hosts: a second walk of a slot reads
     // them back instead of scoring every host, and must give the same order, the whole way
     // (past the two remembered hosts too), for every host count down to one. 20,000 keys in
-    // 16,384 entries: slots that share an entry evict each other and must never answer for
+    // 4,096 entries: slots that share an entry evict each other and must never answer for
     // one another.
     for (n, weights) in [(1, 1), (2, 1), (3, 1), (9, 1), (40, 1), (12, 3)] {
         let hosts: Vec<(String, u32)> =

@@ -171,11 +171,11 @@ pub struct Rendezvous {
 }
 
 /// Entries of [`Fallbacks`]: a power of two.
-pub const FALLBACK_ENTRIES: usize = 16_384;
+pub const FALLBACK_ENTRIES: usize = 4096;
 
 /// The next two hosts of slots walked recently, so a session's later requests do not score every
 /// host again (what `target.fallbacks` and a failover read; O(total weight) to compute, 3.4 µs at
-/// 1,000 hosts). Direct-mapped by slot, [`FALLBACK_ENTRIES`] entries of 8 bytes (128 KiB, allocated
+/// 1,000 hosts). Direct-mapped by slot, [`FALLBACK_ENTRIES`] entries of 8 bytes (32 KiB, allocated
 /// on first use), each holding its slot, so an entry only ever answers for the slot it was computed
 /// for; one per table, so a membership change starts empty.
 #[derive(Default)]
