@@ -147,13 +147,24 @@ fn lookup_group<P, R>(
     build: impl Fn(usize) -> P,
     route: impl Fn(&P, usize) -> R,
 ) {
+    lookup_group_over(c, name, 4096, build, route);
+}
+
+/// [`lookup_group`] over `keys` keys in turn (a power of two).
+fn lookup_group_over<P, R>(
+    c: &mut Criterion,
+    name: &str,
+    keys: usize,
+    build: impl Fn(usize) -> P,
+    route: impl Fn(&P, usize) -> R,
+) {
     let mut g = c.benchmark_group(name);
     for n in HOST_COUNTS {
         let placement = build(n);
         g.bench_function(BenchmarkId::from_parameter(n), |b| {
             let mut k = 0usize;
             b.iter(|| {
-                k = (k + 1) & 4095;
+                k = (k + 1) & (keys - 1);
                 route(&placement, k)
             })
         });
@@ -193,19 +204,10 @@ fn benches(c: &mut Criterion) {
     let cold: Vec<u64> = (0..1u64 << 20).map(|i| hash64(&i.to_le_bytes())).collect();
     // And with keys walked moments ago (64 in turn, as a few active sessions' requests): every
     // lookup finds its slot's next two hosts remembered.
-    for (name, mask) in [("rdv_hash_lookup_fb2_cold", (1 << 20) - 1), ("rdv_hash_lookup_fb2_warm", 63)] {
-        let mut g = c.benchmark_group(name);
-        for n in HOST_COUNTS {
-            let placement = rendezvous(n);
-            g.bench_function(BenchmarkId::from_parameter(n), |b| {
-                let mut k = 0usize;
-                b.iter(|| {
-                    k = (k + 1) & mask;
-                    placement.walk(black_box(cold[k])).take(3).fold(0, |a, h| a ^ h)
-                })
-            });
-        }
-        g.finish();
+    for (name, keys) in [("rdv_hash_lookup_fb2_cold", 1 << 20), ("rdv_hash_lookup_fb2_warm", 64)] {
+        lookup_group_over(c, name, keys, rendezvous, |r, k| {
+            r.walk(black_box(cold[k])).take(3).fold(0, |a, h| a ^ h)
+        });
     }
 
     lookup_group(c, "ring_hash_lookup_fb2", ring, |r, k| {
