@@ -2,6 +2,8 @@
 """The crate's layering, checked (CI runs it from scripts/test.sh):
 
 1. Only `src/filter/` may name proxy-wasm: everything else is the pure core, tested natively.
+   The filter speaks the ABI directly (src/filter/abi.rs, host.rs), so "naming proxy-wasm" is an
+   SDK path, a host import block, an exported symbol or an ABI function (`proxy_*(`).
 2. The core's modules import each other without a cycle (`filter` may use any of them; none
    of them may use `filter`).
 
@@ -12,7 +14,7 @@ import sys
 
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 GLUE = "filter"
-PROXY_WASM = re.compile(r"\bproxy_wasm\b|\bhostcalls\b")
+PROXY_WASM = re.compile(r"\bproxy_wasm\b|\bhostcalls\b|\bwasm_import_module\b|\bno_mangle\b|\bproxy_[a-z0-9_]+\s*\(")
 USES = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
 
 

@@ -31,27 +31,6 @@ pub(super) fn request(cfg: &Config, source: fn() -> Option<String>) -> HeaderPai
 
 /// The serialized request header pairs (one host call), or `None` on any error: the request is
 /// then routed as one without headers, never failed.
-#[cfg(target_arch = "wasm32")]
 fn raw_request_pairs() -> Option<Vec<u8>> {
-    #[link(wasm_import_module = "env")]
-    unsafe extern "C" {
-        fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
-    }
-    const HTTP_REQUEST_HEADERS: u32 = 0;
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer and a length through two valid locals; the buffer was
-    // allocated by this module's `proxy_on_memory_allocate` (a boxed slice of exactly `size`
-    // bytes), so it is owned here and freed as a Vec of that length and capacity.
-    unsafe {
-        if proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) != 0 || data.is_null() {
-            return None;
-        }
-        Some(Vec::from_raw_parts(data, size, size))
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn raw_request_pairs() -> Option<Vec<u8>> {
-    None
+    super::host::get_map_pairs(super::host::MapType::HttpRequestHeaders).ok().flatten()
 }

@@ -4,9 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use log::{debug, error, info};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+
+use super::host::{self as hostcalls, Action, MapType};
 
 use super::headers;
 use super::log_limit::LogLimit;
@@ -30,8 +29,6 @@ pub(super) struct Http {
     /// The host this request counts against in `in_flight`, until it ends.
     pub(super) counted: Option<usize>,
 }
-
-impl Context for Http {}
 
 /// Requests in flight per host index, as this worker sees them, for one config generation: a
 /// request ends against the table it started in, so host indices never mix across configs.
@@ -117,16 +114,16 @@ impl Http {
         if self.log_limit.borrow_mut().allow(now_ms()) {
             error!("session-router: request refused with 503, not forwarded: {why}");
         }
-        let headers = vec![("content-type", "text/plain"), ("x-session-router", "refused")];
-        if let Err(e) = hostcalls::send_http_response(503, headers, Some(b"session-router: cannot route\n")) {
+        let headers = [("content-type", "text/plain"), ("x-session-router", "refused")];
+        if let Err(e) = hostcalls::send_http_response(503, &headers, b"session-router: cannot route\n") {
             error!("session-router: cannot answer 503: {e:?}");
         }
         Action::Pause
     }
 }
 
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+impl Http {
+    pub(super) fn on_request_headers(&mut self) -> Action {
         #[cfg(feature = "fault-injection")]
         let fault =
             hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-session-router-test-fault")
@@ -171,7 +168,7 @@ impl HttpContext for Http {
         let set = hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.target.header, Some(&value));
         #[cfg(feature = "fault-injection")]
         let set = if fault.as_deref() == Some(b"set-fails") {
-            Err(proxy_wasm::types::Status::InternalFailure)
+            Err(hostcalls::Status::InternalFailure)
         } else {
             set
         };
@@ -194,7 +191,7 @@ impl HttpContext for Http {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    pub(super) fn on_response_headers(&mut self) -> Action {
         // No backend address leaves in a response: Envoy's header-based stateful session writes
         // base64(upstream) into the response under the target header whenever it served another
         // host than the one requested (every failover). Removed in every mode; the filter sees the
@@ -220,7 +217,7 @@ impl HttpContext for Http {
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    pub(super) fn on_log(&mut self) {
         let (Some(cfg), Some(decision)) = (self.config.clone(), self.decision.take()) else { return };
         let Some(passive) = cfg.health.passive else { return };
         let policy = cfg.health.eject_on;

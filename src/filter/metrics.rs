@@ -1,9 +1,8 @@
 //! The filter's metrics (README "Metrics" lists them): defined once per VM; Envoy shares a
 //! metric across workers by name and files it under `wasmcustom.`.
 
+use super::host::{self as hostcalls, MetricType};
 use log::warn;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 use crate::config::Config;
 use crate::health::Event;

@@ -1,18 +1,19 @@
 //! proxy-wasm glue: reads what the core asks for, calls it, applies its decision.
-//! Host calls go through `proxy_wasm::hostcalls` so an error is handled, never unwrapped.
+//! On the ABI directly (no SDK): `abi` is what Envoy calls, `host` what the filter calls; a host
+//! call's error is handled, never unwrapped.
 
+mod abi;
 mod headers;
+mod host;
 mod http;
 mod log_limit;
+mod logger;
 mod metrics;
 mod root;
 mod shared;
 mod skipped;
 
-use std::time::UNIX_EPOCH;
-
 use log::warn;
-use proxy_wasm::hostcalls;
 
 use crate::clock::Now;
 use crate::config::Config;
@@ -24,10 +25,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Wall-clock time (Unix ms): only for timestamps that leave the process (cookies, JWT `exp`).
 pub(crate) fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+    host::get_current_time_ns().map_or(0, |ns| ns / 1_000_000)
 }
 
 /// Both clocks (see [`crate::clock`]).
@@ -98,48 +96,17 @@ pub(crate) fn tick_ms(cfg: &Config) -> Option<u64> {
 const PRUNE_INTERVAL_MS: u64 = 1000;
 
 pub(crate) fn property_u64(path: &[&str]) -> Option<u64> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    let bytes = host::get_property(path).ok().flatten()?;
     Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
 pub(crate) fn property_string(path: &[&str]) -> Option<String> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    let bytes = host::get_property(path).ok().flatten()?;
     String::from_utf8(bytes).ok()
-}
-
-/// Envoy's log level for wasm, read with the raw host call: `hostcalls::get_log_level` panics
-/// (traps the VM) on an unexpected status, this falls back to `Info` instead.
-#[cfg(target_arch = "wasm32")]
-fn host_log_level() -> proxy_wasm::types::LogLevel {
-    use proxy_wasm::types::LogLevel;
-    #[link(wasm_import_module = "env")]
-    unsafe extern "C" {
-        fn proxy_get_log_level(return_level: *mut u32) -> u32;
-    }
-    let mut level: u32 = LogLevel::Info as u32;
-    // SAFETY: the host writes one u32 through the pointer, which is valid for the call.
-    let status = unsafe { proxy_get_log_level(&mut level) };
-    match (status, level) {
-        (0, 0) => LogLevel::Trace,
-        (0, 1) => LogLevel::Debug,
-        (0, 3) => LogLevel::Warn,
-        (0, 4) => LogLevel::Error,
-        (0, 5) => LogLevel::Critical,
-        _ => LogLevel::Info,
-    }
 }
 
 /// Lines below Envoy's level are not formatted nor sent across the host boundary (they used to
 /// be, at `Trace`, whatever Envoy's level). Called on every configure.
 pub(crate) fn follow_host_log_level() {
-    #[cfg(target_arch = "wasm32")]
-    proxy_wasm::set_log_level(host_log_level());
+    logger::set_level(host::get_log_level());
 }
-
-// Host calls are restricted while the module initializes (Envoy: "restricted_callback"), so the
-// level starts at Info and follows Envoy's from the first `on_configure`.
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(Root::default()) });
-}}

@@ -3,12 +3,10 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::Duration;
 
 use log::{debug, error, info, warn};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType};
+
+use super::host::{self as hostcalls, BufferType, MapType};
 
 use super::http::{Http, InFlight};
 use super::log_limit::LogLimit;
@@ -75,8 +73,8 @@ impl Default for Root {
     }
 }
 
-impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+impl Root {
+    pub(super) fn on_http_call_response(&mut self, token: u32, body_size: usize) {
         if self.polls.remove(&token) {
             self.on_poll_response(body_size);
             return;
@@ -153,9 +151,9 @@ impl Root {
                 (path.as_str(), authority.as_deref().unwrap_or(discovery.cluster.as_str()))
             }
         };
-        let headers = vec![(":method", "GET"), (":path", path), (":authority", authority)];
-        let timeout = Duration::from_millis(discovery.interval_ms.clamp(100, 5000));
-        match hostcalls::dispatch_http_call(&discovery.cluster, headers, None, vec![], timeout) {
+        let headers = [(":method", "GET"), (":path", path), (":authority", authority)];
+        let timeout = discovery.interval_ms.clamp(100, 5000) as u32;
+        match hostcalls::dispatch_http_call(&discovery.cluster, &headers, timeout) {
             Ok(token) => {
                 self.polls.insert(token);
             }
@@ -247,19 +245,19 @@ impl Root {
         if !self.probe_every.due(now, active.interval_ms) {
             return;
         }
-        let timeout = Duration::from_millis(active.timeout_ms);
+        let timeout = u32::try_from(active.timeout_ms).unwrap_or(u32::MAX);
         for host in &cfg.hosts {
             // Plain ip:port, whatever the target encoding: what the probe cluster reads.
             let (header, address) = active.probe_header(host);
             let authority = active.authority.as_deref().unwrap_or(&address);
-            let headers = vec![
+            let headers = [
                 (":method", "GET"),
                 (":path", active.path.as_str()),
                 (":authority", authority),
                 (header, address.as_str()),
                 ("user-agent", "session-router-probe"),
             ];
-            match hostcalls::dispatch_http_call(&active.cluster, headers, None, vec![], timeout) {
+            match hostcalls::dispatch_http_call(&active.cluster, &headers, timeout) {
                 Ok(token) => {
                     self.probes.sent(token, &host.id);
                     self.metrics.probe_sent();
@@ -276,8 +274,8 @@ impl Root {
     }
 }
 
-impl RootContext for Root {
-    fn on_configure(&mut self, size: usize) -> bool {
+impl Root {
+    pub(super) fn on_configure(&mut self, size: usize) -> bool {
         super::follow_host_log_level();
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
             Ok(b) => b.unwrap_or_default(),
@@ -315,8 +313,8 @@ impl RootContext for Root {
         self.metrics = Metrics::define();
         // Ticks drive probes and polls (by whichever worker holds the lease) and, in every worker,
         // picking up a newly published membership within half a poll interval.
-        let tick = tick_ms(&config).map_or(Duration::ZERO, Duration::from_millis);
-        if let Err(e) = hostcalls::set_tick_period(tick) {
+        let tick = tick_ms(&config).map_or(0, |ms| u32::try_from(ms).unwrap_or(u32::MAX));
+        if let Err(e) = hostcalls::set_tick_period_ms(tick) {
             warn!("session-router: cannot set the tick period: {e:?}");
         }
         let plugin_name = property_string(&["plugin_name"]).unwrap_or_default();
@@ -342,7 +340,7 @@ impl RootContext for Root {
         true
     }
 
-    fn on_tick(&mut self) {
+    pub(super) fn on_tick(&mut self) {
         self.apply_membership();
         let (Some(base), Some(cfg)) = (self.base.clone(), self.config.clone()) else { return };
         let Some(keys) = self.keys.clone() else { return };
@@ -367,8 +365,9 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http {
+    /// A stream's context, with this root's current configuration and per-VM state.
+    pub(super) fn new_http(&self) -> Http {
+        Http {
             config: self.config.clone(),
             config_epoch: self.config_epoch,
             metrics: self.metrics,
@@ -378,10 +377,6 @@ impl RootContext for Root {
             decision: None,
             in_flight: self.in_flight.clone(),
             counted: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        }
     }
 }

@@ -11,9 +11,8 @@
 
 use std::rc::Rc;
 
+use super::host::{self as hostcalls, Status};
 use log::{debug, info, warn};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
 
 use crate::clock::{Lease, Now};
 use crate::config::{Config, HostSpec};

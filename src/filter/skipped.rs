@@ -5,9 +5,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use super::host::{self as hostcalls, MetricType};
 use log::warn;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 use crate::discovery::{SkipLog, SkipReason, Skipped};
 
