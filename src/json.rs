@@ -429,8 +429,8 @@ impl Parser<'_> {
                 return Ok(Number::PosInt(n));
             }
         }
-        match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Number::Float(f, text.into())),
+        match crate::decimal::parse_f64(text) {
+            Some(f) if f.is_finite() => Ok(Number::Float(f, text.into())),
             _ => Err(self.error_at("number out of range", self.pos)),
         }
     }

@@ -10,6 +10,7 @@ pub mod bounded;
 pub mod clock;
 pub mod config;
 pub mod cookie;
+pub mod decimal;
 pub mod discovery;
 pub mod filter;
 pub mod health;

@@ -125,3 +125,90 @@ fn get_reads_the_last_of_repeated_keys_like_serde_json() {
     assert_eq!(parse("3.0").unwrap().as_u64(), None, "an integral double is not an integer here");
     assert_eq!(parse("3").unwrap().as_f64(), Some(3.0));
 }
+
+/// The in-crate decimal reader (src/decimal.rs) gives exactly what `str::parse::<f64>` gives:
+/// on the edges of the double range, halfway cases, long and short numbers, and random ones.
+#[test]
+fn numbers_read_as_the_standard_library_reads_them() {
+    use session_router::decimal::parse_f64;
+    let check = |text: &str| {
+        let ours = parse_f64(text).unwrap_or_else(|| panic!("{text}: refused"));
+        let std = text.parse::<f64>().unwrap();
+        assert_eq!(ours.to_bits(), std.to_bits(), "{text}: {ours:e} != {std:e}");
+    };
+    for text in [
+        "0",
+        "-0",
+        "0.0",
+        "1",
+        "1.5",
+        "-2.25",
+        "0.1",
+        "0.3",
+        "3.6e3",
+        "2560e-1",
+        "1E+2",
+        "1e22",
+        "1e23",
+        "9007199254740992",
+        "9007199254740993",
+        "9007199254740995",
+        "18446744073709551615",
+        "18446744073709551616",
+        "18446744073709549568",
+        "18446744073709550591",
+        "18446744073709550592",
+        "1.8446744073709552e19",
+        "0.30000001192092896",
+        "123456789012345678901234567890",
+        "2.2250738585072011e-308",
+        "2.2250738585072014e-308",
+        "4.9406564584124654e-324",
+        "2.4703282292062327e-324",
+        "2.4703282292062328e-324",
+        "1e-320",
+        "1e-400",
+        "1.7976931348623157e308",
+        "1.7976931348623158e308",
+        "1.7976931348623159e308",
+        "1e308",
+        "1e309",
+        "1e400",
+        "7e-10",
+        "1.00000000000000011102230246251565404236316680908203125",
+        "0.000001",
+        "1e-7",
+        "1700000000.5",
+        "000.000123",
+        "100e-2",
+        "1.0e+0",
+    ] {
+        check(text);
+    }
+    // A long number: more digits than are kept, with a non-zero one far out.
+    check(&format!("1.{}1e-5", "0".repeat(900)));
+    check(&format!("9007199254740993{}", "0".repeat(300)));
+    // Random numbers of every shape: a deterministic generator, no dependency.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..100_000 {
+        let digits = 1 + next() % 25;
+        let mut text: String = (0..digits).map(|_| char::from(b'0' + (next() % 10) as u8)).collect();
+        if next() % 2 == 0 {
+            let at = (next() % digits) as usize + 1;
+            text.insert(at.min(text.len()), '.');
+            if text.ends_with('.') {
+                text.push('0');
+            }
+        }
+        if next() % 2 == 0 {
+            text = format!("{text}e{}", next() % 700).replace('e', if next() % 2 == 0 { "e-" } else { "e" });
+        }
+        check(&text);
+    }
+}
