@@ -1,20 +1,12 @@
 //! Session keys from JWT claims. The payload is decoded, NOT verified: verification belongs to
 //! Envoy's `jwt_authn` filter or Istio's `RequestAuthentication`, which run before this filter.
 
-use base64::Engine as _;
-use base64::engine::DecodePaddingMode;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use crate::b64::{self, Alphabet, Padding};
 
 use crate::json::Value;
 
 /// Tokens longer than this are rejected before any decoding (Envoy's tests use 10 KiB tokens).
 pub const MAX_TOKEN_BYTES: usize = 8192;
-
-/// base64url as RFC 7515 writes it, tolerating the padding some issuers add.
-const B64URL: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtError {
@@ -82,7 +74,8 @@ pub fn claim_with_leeway(
     else {
         return Err(JwtError::Segments);
     };
-    let json = B64URL.decode(payload).map_err(|_| JwtError::Base64)?;
+    // base64url as RFC 7515 writes it, tolerating the padding some issuers add.
+    let json = b64::decode(Alphabet::UrlSafe, Padding::Optional, payload).ok_or(JwtError::Base64)?;
     let found = read_payload(&json, claim).ok_or(JwtError::Json)?;
     match found.exp {
         Some(Exp::Number(exp)) if exp + leeway_seconds as f64 <= now as f64 => return Err(JwtError::Expired),

@@ -6,6 +6,7 @@
 //! `scripts/test.sh`) fails when core code names proxy-wasm or the core's imports form a cycle.
 
 pub mod admission;
+pub mod b64;
 pub mod bounded;
 pub mod clock;
 pub mod config;

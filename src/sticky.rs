@@ -21,8 +21,7 @@
 //! Several keys verify (rotation: the signing key, then verify-only keys); a cookie's host tag is
 //! looked up under the key that verified it.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crate::b64::{self, Alphabet, Padding};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -158,7 +157,7 @@ pub fn encode(key: &CookieKey, c: &Claims) -> String {
     body[41..49].copy_from_slice(&c.refreshed_at.to_be_bytes());
     let digest = key.body_mac(body, true).finalize().into_bytes();
     tag.copy_from_slice(digest.get(..MAC_BYTES).unwrap_or(&[0; MAC_BYTES]));
-    URL_SAFE_NO_PAD.encode(raw)
+    b64::encode(Alphabet::UrlSafe, false, &raw)
 }
 
 /// The lifetime policy a cookie is checked against.
@@ -214,9 +213,8 @@ fn decode_raw(value: &[u8]) -> Result<[u8; COOKIE_BYTES], Rejection> {
         return Err(Rejection::Malformed);
     }
     let mut raw = [0u8; COOKIE_BYTES];
-    match URL_SAFE_NO_PAD.decode_slice(value, &mut raw) {
-        Ok(COOKIE_BYTES) => {}
-        _ => return Err(Rejection::Malformed),
+    if b64::decode_into(Alphabet::UrlSafe, Padding::None, value, &mut raw) != Some(COOKIE_BYTES) {
+        return Err(Rejection::Malformed);
     }
     if raw.first() != Some(&VERSION) {
         return Err(Rejection::Malformed);

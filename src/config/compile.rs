@@ -4,9 +4,6 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-
 use super::health::compile_health;
 use super::raw::*;
 use super::sticky_cookie::{check_cookie_name, compile_sticky};
@@ -240,7 +237,7 @@ pub(super) fn compile_hosts(
         let plain = address.to_string();
         let header_value = match target.encoding {
             Encoding::Plain => plain,
-            Encoding::Base64 => BASE64.encode(plain),
+            Encoding::Base64 => crate::b64::encode(crate::b64::Alphabet::Standard, true, plain.as_bytes()),
         };
         let tag = sticky.map(|s| s.key.host_tag(id.as_bytes()));
         if let Some(tag) = tag
