@@ -220,12 +220,14 @@ fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError
             Some((canonical(address), s.id.as_deref().unwrap_or(&s.address)))
         })
         .collect();
-    let configured_ids: HashSet<&str> = seeds.iter().map(|s| s.id.as_deref().unwrap_or(&s.address)).collect();
+    // String keys, like the sets and maps elsewhere in the module (one instantiation each).
+    let configured_ids: HashSet<String> =
+        seeds.iter().map(|s| s.id.as_deref().unwrap_or(&s.address).to_owned()).collect();
     let addresses: HashSet<String> = endpoints.iter().map(|e| e.address.to_string()).collect();
-    let mut name_count: HashMap<&str, usize> = HashMap::new();
+    let mut name_count: HashMap<String, usize> = HashMap::new();
     for e in &endpoints {
         if let Some(n) = &e.name {
-            *name_count.entry(n.as_str()).or_default() += 1;
+            *name_count.entry(n.clone()).or_default() += 1;
         }
     }
     let mut taken: HashSet<String> = HashSet::new();
@@ -235,7 +237,7 @@ fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError
         let id = if let Some(id) = configured.get(&e.address) {
             (*id).to_owned()
         } else {
-            let unique_name = e.name.as_deref().filter(|n| name_count.get(n) == Some(&1));
+            let unique_name = e.name.as_deref().filter(|n| name_count.get(*n) == Some(&1));
             let id = unique_name.unwrap_or(&address);
             // A name that is a configured id squats it even when shared (the configured host
             // itself may carry that name too).

@@ -45,8 +45,15 @@ type ById<T> = HashMap<u32, T, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 struct Contexts {
-    roots: ById<Root>,
+    /// One per plugin sharing the VM: a handful, searched in order.
+    roots: Vec<(u32, Root)>,
     http: ById<Http>,
+}
+
+impl Contexts {
+    fn root(&mut self, id: u32) -> Option<&mut Root> {
+        self.roots.iter_mut().find(|(i, _)| *i == id).map(|(_, r)| r)
+    }
 }
 
 thread_local! {
@@ -95,8 +102,9 @@ pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
 pub extern "C" fn proxy_on_context_create(id: u32, root_id: u32) {
     with(|c| {
         if root_id == 0 {
-            c.roots.insert(id, Root::default());
-        } else if let Some(root) = c.roots.get(&root_id) {
+            c.roots.retain(|(i, _)| *i != id);
+            c.roots.push((id, Root::default()));
+        } else if let Some(root) = c.root(root_id) {
             let http = root.new_http();
             c.http.insert(id, http);
         }
@@ -110,12 +118,12 @@ pub extern "C" fn proxy_on_vm_start(_root_id: u32, _vm_configuration_size: usize
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> bool {
-    with(|c| c.roots.get_mut(&root_id).is_some_and(|r| r.on_configure(size))).unwrap_or(false)
+    with(|c| c.root(root_id).is_some_and(|r| r.on_configure(size))).unwrap_or(false)
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_tick(root_id: u32) {
-    with(|c| c.roots.get_mut(&root_id).map(Root::on_tick));
+    with(|c| c.root(root_id).map(Root::on_tick));
 }
 
 #[unsafe(no_mangle)]
@@ -126,7 +134,7 @@ pub extern "C" fn proxy_on_http_call_response(
     body_size: usize,
     _trailers: usize,
 ) {
-    with(|c| c.roots.get_mut(&root_id).map(|r| r.on_http_call_response(token, body_size)));
+    with(|c| c.root(root_id).map(|r| r.on_http_call_response(token, body_size)));
 }
 
 #[unsafe(no_mangle)]
@@ -155,7 +163,7 @@ pub extern "C" fn proxy_on_done(_id: u32) -> bool {
 pub extern "C" fn proxy_on_delete(id: u32) {
     with(|c| {
         if c.http.remove(&id).is_none() {
-            c.roots.remove(&id);
+            c.roots.retain(|(i, _)| *i != id);
         }
     });
 }

@@ -1,7 +1,6 @@
 //! The root context: configuration, membership, active probes and discovery polls.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
@@ -42,8 +41,8 @@ pub struct Root {
     lease_owner: u64,
     /// In-flight probes: call token → host id.
     probes: ProbesInFlight,
-    /// In-flight discovery polls.
-    polls: HashSet<u32>,
+    /// In-flight discovery polls (one per interval, each bounded by its timeout: a few).
+    polls: Vec<u32>,
     /// Probe and poll schedules, on the monotonic clock.
     probe_every: Every,
     poll_every: Every,
@@ -66,7 +65,7 @@ impl Default for Root {
             in_flight: Rc::default(),
             lease_owner: u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]),
             probes: ProbesInFlight::default(),
-            polls: HashSet::new(),
+            polls: Vec::new(),
             probe_every: Every::default(),
             poll_every: Every::default(),
         }
@@ -75,7 +74,8 @@ impl Default for Root {
 
 impl Root {
     pub(super) fn on_http_call_response(&mut self, token: u32, body_size: usize) {
-        if self.polls.remove(&token) {
+        if let Some(i) = self.polls.iter().position(|&t| t == token) {
+            self.polls.swap_remove(i);
             self.on_poll_response(body_size);
             return;
         }
@@ -155,7 +155,7 @@ impl Root {
         let timeout = discovery.interval_ms.clamp(100, 5000) as u32;
         match hostcalls::dispatch_http_call(&discovery.cluster, &headers, timeout) {
             Ok(token) => {
-                self.polls.insert(token);
+                self.polls.push(token);
             }
             Err(e) => self.poll_failed(&format!("cannot call cluster {}: {e:?}", discovery.cluster)),
         }

@@ -15,7 +15,8 @@ const MAX_LINES: usize = 16;
 
 thread_local! {
     static SKIPS: RefCell<SkipLog> = RefCell::new(SkipLog::default());
-    static COUNTERS: RefCell<HashMap<SkipReason, u32>> = RefCell::new(HashMap::new());
+    /// By metric name (the same map type as the per-host counters', so one in the module).
+    static COUNTERS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
 }
 
 pub(super) fn metric_name(reason: SkipReason) -> String {
@@ -25,12 +26,13 @@ pub(super) fn metric_name(reason: SkipReason) -> String {
 fn count(reason: SkipReason) {
     COUNTERS.with(|c| {
         let mut c = c.borrow_mut();
-        let id = match c.get(&reason) {
+        let name = metric_name(reason);
+        let id = match c.get(&name) {
             Some(&id) => id,
-            None => match hostcalls::define_metric(MetricType::Counter, &metric_name(reason)) {
-                Ok(id) => *c.entry(reason).or_insert(id),
+            None => match hostcalls::define_metric(MetricType::Counter, &name) {
+                Ok(id) => *c.entry(name).or_insert(id),
                 Err(e) => {
-                    warn!("session-router: cannot define metric {}: {e:?}", metric_name(reason));
+                    warn!("session-router: cannot define metric {name}: {e:?}");
                     return;
                 }
             },
