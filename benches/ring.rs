@@ -12,14 +12,16 @@
 //!
 //! - `rdv_hash_lookup/N`, `rdv_lookup/N`: the same for the rendezvous table (`Rendezvous::owner`);
 //!   `rdv_hash_lookup_fb2/N`: hash + owner + the first 2 fallbacks (`walk(..).take(3)`), the whole
-//!   placement work of an override_host request with 2 fallbacks (4,096 keys in turn: a slot's
-//!   next two hosts are remembered); `rdv_hash_lookup_fb2_cold/N`: the same for keys never seen
-//!   recently (every host scored); `rdv_hash_lookup_fb2_warm/N`: for 64 keys in turn (always
-//!   remembered);
+//!   placement work of an override_host request with 2 fallbacks (4,096 keys in turn: most
+//!   slots' next two hosts are remembered in the VM's fallback cache, 65,536 entries);
+//!   `rdv_hash_lookup_fb2_cold/N`: the same for keys never seen recently (every host scored,
+//!   but for the 1 in 16 whose entry happens to hold their slot); `rdv_hash_lookup_fb2_warm/N`:
+//!   for 64 keys in turn (always remembered);
 //! - `rdv_build/N`: `Rendezvous::build` from scratch; `rdv_add/N`, `rdv_remove/N`: a membership
 //!   change (one host added, one removed) from the previous table, as discovery does it.
 //!
-//! Ring and table memory (`memory_bytes`) and point counts are printed before the timings.
+//! Ring and table memory (`memory_bytes`), the rendezvous fallback cache every table of a VM
+//! shares, and point counts are printed before the timings.
 //! `cargo bench --bench ring -- --quick` gives rougher numbers in a few seconds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -129,13 +131,16 @@ fn print_memory() {
             r.memory_bytes() as f64 / 1024.0
         );
     }
-    println!("rendezvous table memory (Rendezvous::memory_bytes):");
+    println!("rendezvous table memory (Rendezvous::memory_bytes), and with the per-VM fallback cache:");
     for n in HOST_COUNTS {
         let r = rendezvous(n);
+        r.walk(0).take(3).count(); // allocates the cache (once per process)
+        let with_cache = r.memory_bytes() + Rendezvous::fallback_cache_bytes();
         println!(
-            "  rdv_memory/{n:<5} {:>10} bytes ({:.1} KiB)",
+            "  rdv_memory/{n:<5} {:>10} bytes ({:.1} KiB), {with_cache:>10} bytes ({:.1} KiB) with the cache",
             r.memory_bytes(),
-            r.memory_bytes() as f64 / 1024.0
+            r.memory_bytes() as f64 / 1024.0,
+            with_cache as f64 / 1024.0
         );
     }
 }
@@ -199,8 +204,9 @@ fn benches(c: &mut Criterion) {
         r.walk(hash64(black_box(&keys[k]))).take(3).fold(0, |a, h| a ^ h)
     });
 
-    // The same with a key no recent request had: 2^20 distinct keys in turn, so the table's
-    // memory of walked slots (4,096 entries) never holds the slot: every host is scored.
+    // The same with a key no recent request had: 2^20 distinct keys in turn, so the VM's memory
+    // of walked slots (65,536 entries, 16 slots to an entry) holds the slot only by chance (1 in
+    // 16): every host is scored.
     let cold: Vec<u64> = (0..1u64 << 20).map(|i| hash64(&i.to_le_bytes())).collect();
     // And with keys walked moments ago (64 in turn, as a few active sessions' requests): every
     // lookup finds its slot's next two hosts remembered.

@@ -8,7 +8,7 @@
 use session_router::config::{Config, HostSpec};
 use session_router::murmur3::hash64;
 use session_router::placement::{Algorithm, Placement};
-use session_router::rendezvous::{BuildPath, Rendezvous, SLOTS};
+use session_router::rendezvous::{BuildPath, FALLBACK_CACHE_BYTES, Rendezvous, SLOTS};
 
 fn config_with(hosts: &str, placement: &str) -> Config {
     let json = format!(
@@ -324,11 +324,14 @@ fn rendezvous_golden_placement_shared_with_the_wasm_test() {
 fn memory_and_size_bounds() {
     let cfg = config(&equal_hosts(1000));
     let bytes = cfg.placement.memory_bytes();
-    println!("1000 hosts: {bytes} bytes");
+    println!("1000 hosts: {bytes} bytes, and the VM's fallback cache {FALLBACK_CACHE_BYTES}");
     assert_eq!(cfg.placement.point_count(), SLOTS);
     // 10 bits a slot (1.25 MiB) plus 66 bytes per host of keys, handles and bookkeeping.
-    assert!(bytes <= 2 * 1024 * 1024, "{bytes} bytes");
     assert!(bytes <= SLOTS * 10 / 8 + 1000 * 72, "{bytes} bytes");
+    // The placement state of a VM: the table and the fallback cache all tables share.
+    cfg.placement.walk(1).count();
+    assert_eq!(Rendezvous::fallback_cache_bytes(), FALLBACK_CACHE_BYTES);
+    assert!(bytes + Rendezvous::fallback_cache_bytes() <= 2 * 1024 * 1024, "{bytes} bytes");
 }
 
 #[test]
@@ -441,29 +444,119 @@ fn chains_of_membership_changes_stay_equal_to_full_builds() {
 
 #[test]
 fn remembered_fallbacks_walk_exactly_as_scoring_does() {
-    // The per-table memory of each walked slot's next two hosts: a second walk of a slot reads
-    // them back instead of scoring every host, and must give the same order, the whole way
-    // (past the two remembered hosts too), for every host count down to one. 20,000 keys in
-    // 4,096 entries: slots that share an entry evict each other and must never answer for
-    // one another.
+    // The VM's memory of each walked slot's next two hosts: a second walk of a slot reads them
+    // back instead of scoring every host, and must give the same order, the whole way (past the
+    // two remembered hosts too), for every host count down to one. 20,000 keys in 65,536
+    // entries: slots that share an entry evict each other and must never answer for one another.
     for (n, weights) in [(1, 1), (2, 1), (3, 1), (9, 1), (40, 1), (12, 3)] {
         let hosts: Vec<(String, u32)> =
             (0..n).map(|i| (format!("host-{i:03}"), 1 + (i as u32 % weights))).collect();
         let walked = table(&hosts);
         let points = keys(20_000);
-        let fresh = |p: u64| walked.clone().walk(p).collect::<Vec<_>>();
         for round in 0..2 {
             for &p in &points {
                 let order: Vec<usize> = walked.walk(p).collect();
-                assert_eq!(order, fresh(p), "{n} hosts, round {round}");
+                assert_eq!(order, walked.ranking_by_scoring(p), "{n} hosts, round {round}");
                 assert_eq!(order.len(), n);
             }
         }
         // Partial walks (the router stops after the fallbacks it needs) leave a usable entry.
         for &p in points.iter().take(500) {
-            let two: Vec<usize> = walked.walk(p).take(2).collect();
-            assert_eq!(two, fresh(p).into_iter().take(2).collect::<Vec<_>>());
-            assert_eq!(walked.walk(p).collect::<Vec<_>>(), fresh(p));
+            let fresh = walked.clone();
+            let two: Vec<usize> = fresh.walk(p).take(2).collect();
+            assert_eq!(two, walked.ranking_by_scoring(p).into_iter().take(2).collect::<Vec<_>>());
+            assert_eq!(fresh.walk(p).collect::<Vec<_>>(), walked.ranking_by_scoring(p));
         }
+    }
+}
+
+/// Hosts `host-000`… numbered from `from`, `n` of them (sorted by id).
+fn numbered(from: usize, n: usize) -> Vec<(String, u32)> {
+    (from..from + n).map(|i| (format!("host-{i:03}"), 1)).collect()
+}
+
+/// Walks every point on `r` (twice: the second reads what the first stored) and checks the
+/// first three hosts against scoring; returns how many of them differ from `other`'s.
+fn walk_exactly(r: &Rendezvous, points: &[u64], other: Option<&Rendezvous>, what: &str) -> usize {
+    let mut differ = 0;
+    for round in 0..2 {
+        for &p in points {
+            let three: Vec<usize> = r.walk(p).take(3).collect();
+            let scored: Vec<usize> = r.ranking_by_scoring(p).into_iter().take(3).collect();
+            assert_eq!(three, scored, "{what}, round {round}, point {p:#x}");
+            if round == 0 && other.is_some_and(|o| o.ranking_by_scoring(p).into_iter().take(3).ne(three)) {
+                differ += 1;
+            }
+        }
+    }
+    differ
+}
+
+#[test]
+fn a_rebuilt_table_never_reads_its_predecessors_fallbacks() {
+    // The cache is the VM's, not the table's: entries the old table stored for a slot are still
+    // there when the rebuilt table walks the same slot, and must not answer for it (here the
+    // rebuilt table lost one host and gained another, so most slots' next two hosts differ).
+    let points = keys(5_000);
+    let old = table(&numbered(0, 40));
+    walk_exactly(&old, &points, None, "old table");
+    let mut hosts = numbered(1, 40);
+    hosts[20].0 = "host-999".to_owned();
+    hosts.sort();
+    let (rebuilt, path) = old.rebuild(hosts.iter().map(|(id, w)| (id.as_bytes(), *w))).unwrap();
+    assert_eq!(path, BuildPath::Incremental);
+    let differ = walk_exactly(&rebuilt, &points, Some(&old), "rebuilt, the old table alive");
+    assert!(differ > points.len() / 2, "only {differ} points' first three hosts differ");
+    assert_ne!(rebuilt.fallback_tag(), old.fallback_tag());
+    // The old table still reads only its own entries (the rebuilt one overwrote many of them).
+    walk_exactly(&old, &points, None, "old table after the rebuilt one");
+    drop(old);
+    walk_exactly(&rebuilt, &points, None, "rebuilt, the old table dropped");
+    // A copy is a table of its own too.
+    let copy = rebuilt.clone();
+    walk_exactly(&copy, &points, None, "copy");
+    assert_ne!(copy.fallback_tag(), rebuilt.fallback_tag());
+}
+
+#[test]
+fn a_reused_tag_finds_none_of_its_previous_holders_entries() {
+    // Tags are finite (4,095): a dropped table's tag is given again, and its entries must be
+    // gone by then. Tests run in parallel and take tags too, hence the retries.
+    let points = keys(5_000);
+    let other = table(&numbered(1, 40));
+    for attempt in 0..20 {
+        let old = table(&numbered(0, 40));
+        walk_exactly(&old, &points, None, "old table");
+        let Some(tag) = old.fallback_tag().filter(|&t| t != 0) else { continue };
+        drop(old);
+        Rendezvous::set_next_fallback_tag(tag);
+        let next = other.clone();
+        next.walk(points[0]).count();
+        if next.fallback_tag() != Some(tag) {
+            println!("attempt {attempt}: another test took tag {tag}");
+            continue;
+        }
+        walk_exactly(&next, &points, None, "the tag's next holder");
+        return;
+    }
+    panic!("tag reuse never happened in 20 attempts");
+}
+
+#[test]
+fn live_tables_never_share_a_tag() {
+    // Aiming the next tag at one a live table holds: the new table skips it, and both read only
+    // their own entries.
+    let points = keys(5_000);
+    let held = table(&numbered(0, 40));
+    walk_exactly(&held, &points, None, "held table");
+    let tag = held.fallback_tag().unwrap();
+    assert_ne!(tag, 0);
+    let other = table(&numbered(1, 40));
+    for _ in 0..3 {
+        Rendezvous::set_next_fallback_tag(tag);
+        let next = other.clone();
+        assert!(walk_exactly(&next, &points, Some(&held), "the next table") > points.len() / 2);
+        assert_ne!(next.fallback_tag(), Some(tag));
+        walk_exactly(&held, &points, None, "held table after the next one");
     }
 }

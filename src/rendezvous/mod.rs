@@ -30,8 +30,8 @@
 //! win. Both paths give exactly the table a full scoring would give (tests compare them, also
 //! along chains of changes).
 
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::murmur3::murmur3_x64_128;
 
@@ -166,47 +166,132 @@ pub struct Rendezvous {
     identity: Vec<(u64, u64, u32)>,
     /// At least the highest winning score in `table`: an added host can win only below it.
     bound: u32,
-    /// The second and third hosts of recently walked slots (see [`Fallbacks`]).
+    /// This table's tag in the per-VM cache of recently walked slots' second and third hosts
+    /// (see [`Fallbacks`]).
     fallbacks: Fallbacks,
 }
 
-/// Entries of [`Fallbacks`]: a power of two.
-pub const FALLBACK_ENTRIES: usize = 4096;
+/// Entries of the per-VM fallback cache (see [`Fallbacks`]): a power of two. 2^16 entries of 8
+/// bytes (512 KiB) keep the placement state at 1,000 hosts under 2 MiB (1,345 KiB of table and
+/// keys plus the cache), and hold ~94% of 4,096 sessions cycling (two slots share an entry only
+/// if their low 16 bits do): 2^14 entries held 78%, 4,096 entries 37%.
+pub const FALLBACK_ENTRIES: usize = 1 << 16;
+/// Bytes of the per-VM fallback cache once allocated (on the first walk of any table).
+pub const FALLBACK_CACHE_BYTES: usize = FALLBACK_ENTRIES * 8;
+/// Bits of an entry's table tag: at most `2^TAG_BITS - 1` live tables use the cache at once (tag
+/// 0 is never given, so an all-zero entry is empty); a table that finds none free never caches
+/// (its walks score every time, with the same result).
+const TAG_BITS: u32 = 12;
+const TAGS: usize = 1 << TAG_BITS;
+
+/// The cache itself: `tag << 52 | slot << 32 | second << 16 | third`, `u16::MAX` for no such
+/// host; 0 = empty. Relaxed atomics: each entry is written and read whole, so `Config` stays
+/// `Sync` (natively; a wasm VM has one thread).
+static CACHE: std::sync::OnceLock<Box<[AtomicU64]>> = std::sync::OnceLock::new();
+/// Which tags a live table holds, one bit each (512 bytes).
+static LIVE: [AtomicU64; TAGS / 64] = [const { AtomicU64::new(0) }; TAGS / 64];
+/// Where the search for a free tag starts (round robin, so a freed tag waits before reuse).
+static NEXT_TAG: AtomicU32 = AtomicU32::new(1);
 
 /// The next two hosts of slots walked recently, so a session's later requests do not score every
 /// host again (what `target.fallbacks` and a failover read; O(total weight) to compute, 3.4 µs at
-/// 1,000 hosts). Direct-mapped by slot, [`FALLBACK_ENTRIES`] entries of 8 bytes (32 KiB, allocated
-/// on first use), each holding its slot, so an entry only ever answers for the slot it was computed
-/// for; one per table, so a membership change starts empty.
+/// 1,000 hosts).
+///
+/// One cache per VM (process), not per table: during a config reload two configs are alive, and
+/// per-table caches of a useful size doubled then (the reload soak allows a VM's linear memory
+/// to grow 1 MiB). Direct-mapped, [`FALLBACK_ENTRIES`] entries, allocated on the first walk and
+/// kept. Each table takes a tag on its first walk that no other live table holds, and an entry
+/// answers only a lookup with its tag and its slot, so a table never reads another's entries (a
+/// rebuilt table, or a clone, takes a tag of its own and starts empty). Dropping a table clears
+/// its entries before freeing the tag, so a later holder of the tag finds none of them: the
+/// clearing happens-before the next take (release/acquire on the tag bit), on any thread. So
+/// there is no aliasing between tables, on any number of threads. A drop costs one pass over the
+/// cache (≈0.1 ms natively; only for a table that was walked).
 #[derive(Default)]
 struct Fallbacks {
-    /// `(slot + 1) << 32 | second << 16 | third`, `u16::MAX` for no such host; 0 = empty.
-    /// Relaxed atomics: each entry is written and read whole, so `Config` stays `Sync` (natively).
-    entries: std::sync::OnceLock<Box<[AtomicU64]>>,
+    /// This table's tag, taken on the first store; 0 if all were taken (never caches).
+    tag: std::sync::OnceLock<u16>,
 }
 
 impl Clone for Fallbacks {
-    /// A copy starts empty: entries are an optimisation, never state.
+    /// A copy starts empty with a tag of its own: entries are an optimisation, never state.
     fn clone(&self) -> Fallbacks {
         Fallbacks::default()
     }
 }
 
+impl Drop for Fallbacks {
+    fn drop(&mut self) {
+        let Some(&tag) = self.tag.get() else { return };
+        if tag == 0 {
+            return;
+        }
+        if let Some(cache) = CACHE.get() {
+            for e in cache.iter() {
+                let v = e.load(Relaxed);
+                if v >> 52 == u64::from(tag) {
+                    // Another table may have taken the entry since: leave it then.
+                    let _ = e.compare_exchange(v, 0, Relaxed, Relaxed);
+                }
+            }
+        }
+        let t = usize::from(tag);
+        if let Some(word) = LIVE.get(t / 64) {
+            word.fetch_and(!(1u64 << (t % 64)), Release);
+        }
+    }
+}
+
+/// A tag no live table holds, or 0 when every one is taken (or, with other threads taking and
+/// freeing tags at once, none was found free in one round).
+fn take_tag() -> u16 {
+    for _ in 0..TAGS {
+        let t = NEXT_TAG.fetch_add(1, Relaxed) as usize % TAGS;
+        let bit = 1u64 << (t % 64);
+        if t != 0
+            && let Some(word) = LIVE.get(t / 64)
+            && word.fetch_or(bit, Acquire) & bit == 0
+        {
+            return t as u16;
+        }
+    }
+    0
+}
+
+/// The cache entry of `slot` for the table tagged `tag`: tables place a slot at different
+/// entries (the tag's 12 bits xor bits 4–15 of the slot), so two live tables walking the same
+/// keys (the old and new config during a reload, two filters in one VM) do not evict each other.
+#[inline]
+fn entry_index(tag: u16, slot: u32) -> usize {
+    (slot ^ u32::from(tag) << 4) as usize % FALLBACK_ENTRIES
+}
+
 impl Fallbacks {
-    fn get(&self, slot: u32) -> Option<[u16; 2]> {
-        let e = self.entries.get()?.get(slot as usize % FALLBACK_ENTRIES)?.load(Relaxed);
-        (e >> 32 == u64::from(slot) + 1).then_some([(e >> 16) as u16, e as u16])
+    /// The remembered next two hosts of `slot`, checked to name hosts below `hosts`.
+    #[inline]
+    fn get(&self, slot: u32, hosts: usize) -> Option<[u16; 2]> {
+        let tag = *self.tag.get().filter(|&&t| t != 0)?;
+        let e = CACHE.get()?.get(entry_index(tag, slot))?.load(Relaxed);
+        // Tag and slot both: the index alone already tells tags apart for a given slot, but
+        // correctness should not rest on how entries are spread.
+        if e >> 32 != u64::from(tag) << 20 | u64::from(slot) {
+            return None;
+        }
+        let next = [(e >> 16) as u16, e as u16];
+        let valid = |h: u16| h == u16::MAX || usize::from(h) < hosts;
+        (valid(next[0]) && valid(next[1])).then_some(next)
     }
 
     fn put(&self, slot: u32, next: [u16; 2]) {
-        let entries = self.entries.get_or_init(|| (0..FALLBACK_ENTRIES).map(|_| AtomicU64::new(0)).collect());
-        if let Some(e) = entries.get(slot as usize % FALLBACK_ENTRIES) {
-            e.store((u64::from(slot) + 1) << 32 | u64::from(next[0]) << 16 | u64::from(next[1]), Relaxed);
+        let tag = *self.tag.get_or_init(take_tag);
+        if tag == 0 {
+            return;
         }
-    }
-
-    fn memory_bytes(&self) -> usize {
-        self.entries.get().map_or(0, |e| e.len() * 8)
+        let cache = CACHE.get_or_init(|| (0..FALLBACK_ENTRIES).map(|_| AtomicU64::new(0)).collect());
+        if let Some(e) = cache.get(entry_index(tag, slot)) {
+            let key = u64::from(tag) << 20 | u64::from(slot & MASK);
+            e.store(key << 32 | u64::from(next[0]) << 16 | u64::from(next[1]), Relaxed);
+        }
     }
 }
 
@@ -503,7 +588,11 @@ impl Rendezvous {
     }
 
     fn fill_full(&mut self) {
-        let mut owners = vec![EMPTY; SLOTS];
+        // Owners go straight into the packed table, so a build's peak is the table and a 128 KiB
+        // bitset. An unpacked `u16` per slot (2 MiB, freed after the build) left a hole in a wasm
+        // VM's heap that the next reload's build needed whole: once the fallback cache sat in
+        // part of it, the reload soak's linear memory (which never shrinks) grew 1.4 MiB per VM.
+        let mut table = Packed::zeroed(SLOTS, self.host_count());
         let n = self.replicas.len() as u64;
         // ~ln(n) slot-shares per replica leave ~1/n of the slots for direct scoring, which
         // balances the two costs; the result does not depend on this choice.
@@ -525,9 +614,7 @@ impl Rendezvous {
                     && *word & bit == 0
                 {
                     *word |= bit;
-                    if let Some(o) = owners.get_mut(slot) {
-                        *o = host;
-                    }
+                    table.set(slot, host);
                     filled += 1;
                 }
             }
@@ -536,17 +623,18 @@ impl Rendezvous {
             }
         }
         let mut bound = rounds.saturating_sub(1);
-        for slot in 0..SLOTS as u32 {
-            if owners.get(slot as usize) == Some(&EMPTY) {
+        for (word, &bits) in taken.iter().enumerate() {
+            let mut free = !bits;
+            while free != 0 {
+                let slot = word as u32 * 64 + free.trailing_zeros();
+                free &= free - 1;
                 let (score, host) = self.best(slot);
                 bound = bound.max(score);
-                if let Some(o) = owners.get_mut(slot as usize) {
-                    *o = host;
-                }
+                table.set(slot as usize, host);
             }
         }
         self.bound = bound;
-        self.table = Packed::new(&owners, self.host_count());
+        self.table = table;
         // Freshly built: every host's handle is its index.
         self.handles = (0..self.host_count()).map(|h| h as u16).collect();
     }
@@ -559,14 +647,35 @@ impl Rendezvous {
         self.replicas.len()
     }
 
-    /// Heap bytes the placement holds (table, replica keys, per-host bookkeeping).
+    /// Heap bytes the placement holds (table, replica keys, per-host bookkeeping), without the
+    /// per-VM fallback cache that every table shares ([`Rendezvous::fallback_cache_bytes`]): a VM's
+    /// placement state is the sum over its live tables plus that cache, once.
     pub fn memory_bytes(&self) -> usize {
         self.table.memory_bytes()
             + self.handles.capacity() * 2
-            + self.fallbacks.memory_bytes()
             + self.replicas.capacity() * std::mem::size_of::<Replica>()
             + self.starts.capacity() * 4
             + self.identity.capacity() * std::mem::size_of::<(u64, u64, u32)>()
+    }
+
+    /// Heap bytes of the per-VM fallback cache (see [`Fallbacks`]): [`FALLBACK_CACHE_BYTES`] once
+    /// any table was walked, else 0 (its tag bitset is a 512-byte static).
+    pub fn fallback_cache_bytes() -> usize {
+        CACHE.get().map_or(0, |c| c.len() * 8)
+    }
+
+    /// This table's tag in the fallback cache (`None` before its first walk; 0: none was free).
+    /// For tests.
+    #[doc(hidden)]
+    pub fn fallback_tag(&self) -> Option<u16> {
+        self.fallbacks.tag.get().copied()
+    }
+
+    /// Makes `tag` the first one the next table taking a tag tries (it still skips tags live
+    /// tables hold). For tests that reuse a freed tag or aim at a held one.
+    #[doc(hidden)]
+    pub fn set_next_fallback_tag(tag: u16) {
+        NEXT_TAG.store(u32::from(tag), Relaxed);
     }
 
     #[inline]
@@ -585,10 +694,19 @@ impl Rendezvous {
         usize::from(self.best(Self::slot(point)).1)
     }
 
+    /// Every host in `point`'s ranking, best first, by scoring every host: what [`Rendezvous::walk`]
+    /// yields, without the table or the fallback cache (for tests).
+    pub fn ranking_by_scoring(&self, point: u64) -> Vec<usize> {
+        let mut keys = Vec::new();
+        self.keys_into(Self::slot(point), &mut keys);
+        keys.sort_unstable();
+        keys.into_iter().map(|k| (k & 0xffff) as usize).collect()
+    }
+
     /// Distinct hosts in `point`'s ranking: the owner, then where the key would go if each
-    /// host before it left. The owner comes from the table; the next two come from the table's
-    /// memory of recently walked slots, else from scoring every replica (O(total weight), then
-    /// remembered); each step past those scans the hosts once.
+    /// host before it left. The owner comes from the table; the next two come from the VM's
+    /// memory of recently walked slots (see [`Fallbacks`]), else from scoring every replica
+    /// (O(total weight), then remembered); each step past those scans the hosts once.
     pub fn walk(&self, point: u64) -> Walk<'_> {
         Walk {
             placement: self,
@@ -654,7 +772,7 @@ impl Iterator for Walk<'_> {
         let next = match self.next {
             Some(next) => next,
             None => {
-                let next = p.fallbacks.get(self.slot).unwrap_or_else(|| {
+                let next = p.fallbacks.get(self.slot, p.host_count()).unwrap_or_else(|| {
                     let second = self.step_scored(owner);
                     let third = second.and_then(|h| self.step_scored(h));
                     let next = [second, third].map(|h| h.map_or(u16::MAX, |h| h as u16));
@@ -678,6 +796,26 @@ impl Iterator for Walk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_naming_a_host_out_of_range_is_not_believed() {
+        // An entry answers only for its table's tag and slot, so it always names hosts of that
+        // table; a corrupt one must still never yield an index past the host list.
+        let ids = ["a", "b", "c"];
+        let r = Rendezvous::build(ids.iter().map(|id| (id.as_bytes(), 1))).unwrap();
+        let point = 0x1234_5678_9abc_def0;
+        let scored = r.ranking_by_scoring(point);
+        assert_eq!(r.walk(point).collect::<Vec<_>>(), scored);
+        let (tag, cache) = (r.fallback_tag().unwrap(), CACHE.get().unwrap());
+        assert_ne!(tag, 0);
+        let slot = Rendezvous::slot(point);
+        for bad in [[3, 0], [0, 3], [u16::MAX - 1, 1]] {
+            let key = u64::from(tag) << 20 | u64::from(slot);
+            cache[entry_index(tag, slot)]
+                .store(key << 32 | u64::from(bad[0]) << 16 | u64::from(bad[1]), Relaxed);
+            assert_eq!(r.walk(point).collect::<Vec<_>>(), scored, "entry {bad:?}");
+        }
+    }
 
     #[test]
     fn permutation_round_trips() {

@@ -10,14 +10,10 @@ pub(super) struct Packed {
 }
 
 impl Packed {
-    /// `owners` packed at just enough bits for values below `values`.
-    pub(super) fn new(owners: &[u16], values: usize) -> Packed {
+    /// `len` zeros, packed at just enough bits for values below `values` (filled by [`Packed::set`]).
+    pub(super) fn zeroed(len: usize, values: usize) -> Packed {
         let bits = (usize::BITS - values.saturating_sub(1).leading_zeros()).max(1);
-        let mut p = Packed { bits, words: vec![0u64; (owners.len() * bits as usize).div_ceil(64) + 1] };
-        for (slot, &owner) in owners.iter().enumerate() {
-            p.set(slot, owner);
-        }
-        p
+        Packed { bits, words: vec![0u64; (len * bits as usize).div_ceil(64) + 1] }
     }
 
     /// How many distinct values fit (`2^bits`).
