@@ -60,8 +60,8 @@ fn signal_health_changed(keys: &Keys) {
 }
 
 /// The CAS value of `keys.health_changed`: one host call that copies no data into the VM.
-/// `None` when the key does not exist (the caller then reads the table itself). A status the SDK
-/// does not expect traps the VM, as for every shared-data call (README "Failure policy").
+/// `None` when the key does not exist or the host answers with an error (the caller then reads
+/// the table itself).
 fn health_signal(keys: &Keys) -> Option<u32> {
     match hostcalls::get_shared_data(&keys.health_changed) {
         Ok((_, cas)) => cas,
