@@ -4,9 +4,10 @@
 // bench/instructions.py) and reports each probe's difference from the build it adds to.
 //
 // Probes (the call session-router makes that each stands for):
-// - `response_headers`: exports a no-op `proxy_on_response_headers` (the SDK exports every
-//   callback; the floor only the request's). The base of the `response_*` probes below.
-// - `response_body`: also a no-op `proxy_on_response_body` (called once per response data frame).
+// - `response_headers`: exports a no-op `proxy_on_response_headers` (session-router exports it;
+//   the floor only the request's). The base of the `response_*` probes below.
+// - `response_body`: also a no-op `proxy_on_response_body` (called once per response data frame;
+//   the proxy-wasm SDK exported it, session-router without the SDK does not).
 // - `metric`: one counter increment (`proxy_increment_metric`), per decision and per host.
 // - `shared_empty`: reads an empty shared-data key: Envoy returns its CAS value and no data (the
 //   health change signal read on every request).
