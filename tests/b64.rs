@@ -1,6 +1,12 @@
 //! src/b64.rs against the `base64` crate's engines the filter used before (the same strictness):
 //! every encoding it writes, and every input it accepts or refuses, over random and edge inputs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::xorshift as rng;
+
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD, URL_SAFE_NO_PAD};
@@ -15,15 +21,6 @@ const URL_OPTIONAL: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-fn rng(mut state: u64) -> impl FnMut() -> u64 {
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    }
-}
 
 #[test]
 fn encodes_as_the_base64_crate_does() {

@@ -1,6 +1,10 @@
 //! The in-crate JSON reader (src/json.rs): what it accepts, what it refuses and where it says
 //! the problem is, checked against serde_json on the same inputs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
 use session_router::json::{self, MAX_DEPTH, Number, Value};
 
 fn parse(s: &str) -> Result<Value, String> {
@@ -189,25 +193,20 @@ fn numbers_read_as_the_standard_library_reads_them() {
     check(&format!("1.{}1e-5", "0".repeat(900)));
     check(&format!("9007199254740993{}", "0".repeat(300)));
     // Random numbers of every shape: a deterministic generator, no dependency.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = common::xorshift(0x2545_f491_4f6c_dd1d);
     for _ in 0..100_000 {
         let digits = 1 + next() % 25;
         let mut text: String = (0..digits).map(|_| char::from(b'0' + (next() % 10) as u8)).collect();
-        if next() % 2 == 0 {
+        if next().is_multiple_of(2) {
             let at = (next() % digits) as usize + 1;
             text.insert(at.min(text.len()), '.');
             if text.ends_with('.') {
                 text.push('0');
             }
         }
-        if next() % 2 == 0 {
-            text = format!("{text}e{}", next() % 700).replace('e', if next() % 2 == 0 { "e-" } else { "e" });
+        if next().is_multiple_of(2) {
+            text = format!("{text}e{}", next() % 700)
+                .replace('e', if next().is_multiple_of(2) { "e-" } else { "e" });
         }
         check(&text);
     }
