@@ -86,16 +86,11 @@ pub extern "C" fn _initialize() {
 pub extern "C" fn proxy_abi_version_0_2_1() {}
 
 /// Envoy allocates every buffer it hands the VM through this: a boxed slice of exactly `size`
-/// bytes, which the host call that receives it takes over as a `Vec` (src/filter/host.rs).
+/// bytes (not zeroed: the host fills it), which the host call that receives it takes over as a
+/// `Vec` of that length and capacity (src/filter/host.rs).
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    let mut buf = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(size));
-    // The capacity may exceed `size`; a boxed slice's is exact, as the receiver expects.
-    if buf.capacity() != size {
-        let boxed: Box<[u8]> = vec![0; size].into_boxed_slice();
-        return Box::into_raw(boxed).cast::<u8>();
-    }
-    buf.as_mut_ptr()
+    Box::into_raw(Box::<[u8]>::new_uninit_slice(size)).cast::<u8>()
 }
 
 #[unsafe(no_mangle)]

@@ -48,7 +48,7 @@ pub enum Action {
     Pause = 1,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum LogLevel {
     Trace = 0,
