@@ -211,7 +211,7 @@ pub fn read_consul(body: &[u8], seeds: &[HostSpec], admission: &Admission) -> Re
 /// or another endpoint's address, is dropped (counted), never renamed.
 fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError> {
     let Collector { mut endpoints, mut skipped, .. } = c;
-    crate::config::sort_by(&mut endpoints, &|a, b| a.address.cmp(&b.address));
+    crate::order::sort_by(&mut endpoints, &|a, b| a.address.cmp(&b.address));
     endpoints.dedup_by_key(|e| e.address);
     let configured: HashMap<SocketAddr, &str> = seeds
         .iter()

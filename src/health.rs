@@ -76,7 +76,7 @@ impl Table {
     pub fn decode(bytes: &[u8]) -> Table {
         let text = String::from_utf8_lossy(bytes);
         let mut entries: Vec<Entry> = text.lines().filter_map(parse_line).collect();
-        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        crate::order::sort_by(&mut entries, &|a, b| a.id.cmp(&b.id));
         entries.dedup_by(|a, b| a.id == b.id);
         Table { entries }
     }

@@ -19,6 +19,7 @@ pub mod json;
 pub mod jwt;
 pub mod metric_names;
 pub mod murmur3;
+pub mod order;
 pub mod outcome;
 pub mod placement;
 pub mod query;

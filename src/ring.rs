@@ -76,7 +76,7 @@ impl Ring {
                 points.push(position | index as u64);
             }
         }
-        points.sort_unstable();
+        crate::order::sort_u64(&mut points);
         Ok(Ring { points, hosts: count })
     }
 

@@ -7,12 +7,11 @@ use std::net::SocketAddr;
 
 mod compile;
 mod health;
-mod order;
 mod raw;
 mod read;
 mod sticky_cookie;
 
-pub(crate) use order::sort_by;
+use crate::order::sort_by;
 pub use raw::HostSpec;
 
 use crate::bounded::BoundedLoad;

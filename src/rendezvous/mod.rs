@@ -394,7 +394,7 @@ impl Rendezvous {
         {
             let mut by_identity: Vec<(u64, u64, u32, usize)> =
                 next.identity.iter().enumerate().map(|(i, &(a, b, w))| (a, b, w, i)).collect();
-            by_identity.sort_unstable();
+            crate::order::sort_by(&mut by_identity, &Ord::cmp);
             for (old, &(a, b, w)) in self.identity.iter().enumerate() {
                 let at = by_identity.partition_point(|&(x, y, v, _)| (x, y, v) < (a, b, w));
                 if let Some(&(x, y, v, new)) = by_identity.get(at)
