@@ -45,7 +45,7 @@ fn sort_by_is_stable_like_std() {
         let mut ours = v.clone();
         sort_by(&mut ours, &|a, b| a.0.cmp(&b.0));
         let mut std = v;
-        std.sort_by(|a, b| a.0.cmp(&b.0));
+        std.sort_by_key(|a| a.0);
         assert_eq!(ours, std, "n={n}");
     }
 }
