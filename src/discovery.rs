@@ -8,10 +8,10 @@
 //! an entry that fails it, or is malformed, or claims someone else's id, is skipped and
 //! reported ([`Skipped`]) — never fatal to the rest of the answer, never renamed.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::Names;
 use crate::json::Value;
 
 pub use crate::admission::{
@@ -213,37 +213,38 @@ fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError
     let Collector { mut endpoints, mut skipped, .. } = c;
     crate::order::sort_by(&mut endpoints, &|a, b| a.address.cmp(&b.address));
     endpoints.dedup_by_key(|e| e.address);
-    let configured: HashMap<SocketAddr, &str> = seeds
-        .iter()
-        .filter_map(|s| {
-            let address: SocketAddr = s.address.parse().ok()?;
-            Some((canonical(address), s.id.as_deref().unwrap_or(&s.address)))
-        })
-        .collect();
-    // String keys, like the sets and maps elsewhere in the module (one instantiation each).
-    let configured_ids: HashSet<String> =
-        seeds.iter().map(|s| s.id.as_deref().unwrap_or(&s.address).to_owned()).collect();
-    let addresses: HashSet<String> = endpoints.iter().map(|e| e.address.to_string()).collect();
-    let mut name_count: HashMap<String, usize> = HashMap::new();
-    for e in &endpoints {
-        if let Some(n) = &e.name {
-            *name_count.entry(n.clone()).or_default() += 1;
+    // Configured address (canonical) → index of its seed.
+    let mut configured = Names::new();
+    for (i, s) in seeds.iter().enumerate() {
+        if let Ok(address) = s.address.parse::<SocketAddr>() {
+            configured.insert(canonical(address).to_string(), i as u32);
         }
     }
-    let mut taken: HashSet<String> = HashSet::new();
+    let configured_ids: Names =
+        seeds.iter().map(|s| (s.id.as_deref().unwrap_or(&s.address).to_owned(), 0)).collect();
+    let addresses: Names = endpoints.iter().map(|e| (e.address.to_string(), 0)).collect();
+    let mut name_count = Names::new();
+    for e in &endpoints {
+        if let Some(n) = &e.name {
+            let count = name_count.entry(n.clone()).or_default();
+            *count = count.saturating_add(1);
+        }
+    }
+    let mut taken = Names::new();
     let mut specs = Vec::with_capacity(endpoints.len());
     for e in &endpoints {
         let address = e.address.to_string();
-        let id = if let Some(id) = configured.get(&e.address) {
-            (*id).to_owned()
+        let seed = configured.get(&address).and_then(|&i| seeds.get(i as usize));
+        let id = if let Some(seed) = seed {
+            seed.id.as_deref().unwrap_or(&seed.address).to_owned()
         } else {
             let unique_name = e.name.as_deref().filter(|n| name_count.get(*n) == Some(&1));
             let id = unique_name.unwrap_or(&address);
             // A name that is a configured id squats it even when shared (the configured host
             // itself may carry that name too).
-            let squats = e.name.as_deref().is_some_and(|n| configured_ids.contains(n));
+            let squats = e.name.as_deref().is_some_and(|n| configured_ids.contains_key(n));
             let someone_elses =
-                squats || configured_ids.contains(id) || (id != address && addresses.contains(id));
+                squats || configured_ids.contains_key(id) || (id != address && addresses.contains_key(id));
             if someone_elses {
                 let name = e.name.as_deref().unwrap_or(id);
                 let name = quoted(name);
@@ -253,7 +254,7 @@ fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError
             }
             id.to_owned()
         };
-        if !taken.insert(id.clone()) {
+        if taken.insert(id.clone(), 0).is_some() {
             skipped.push(Skipped {
                 reason: SkipReason::IdCollision,
                 entry: format!("{address} ({})", quoted(&id)),
@@ -294,20 +295,25 @@ pub fn summary(skipped: &[Skipped]) -> String {
 /// once while it stays in the answers (again if it leaves and comes back). Bounded.
 #[derive(Debug, Default)]
 pub struct SkipLog {
-    seen: HashSet<Skipped>,
+    /// Entry → the reasons (one bit each) it was skipped for.
+    seen: Names,
 }
 
 impl SkipLog {
     /// The entries of `skipped` that the previous call did not report.
     pub fn news(&mut self, skipped: &[Skipped]) -> Vec<Skipped> {
         let mut fresh = Vec::new();
-        let mut now = HashSet::with_capacity(skipped.len().min(MAX_REMEMBERED_SKIPS));
+        let mut now = Names::with_capacity(skipped.len().min(MAX_REMEMBERED_SKIPS));
         for s in skipped {
-            if !self.seen.contains(s) && !now.contains(s) {
+            let bit = 1u32 << (s.reason as u32);
+            let known = |m: &Names| m.get(&s.entry).is_some_and(|&bits| bits & bit != 0);
+            if !known(&self.seen) && !known(&now) {
                 fresh.push(s.clone());
             }
-            if now.len() < MAX_REMEMBERED_SKIPS {
-                now.insert(s.clone());
+            if let Some(bits) = now.get_mut(&s.entry) {
+                *bits |= bit;
+            } else if now.len() < MAX_REMEMBERED_SKIPS {
+                now.insert(s.entry.clone(), bit);
             }
         }
         self.seen = now;

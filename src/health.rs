@@ -10,8 +10,6 @@
 //! `id \t failures \t ejected_until_ms \t ejections \t recovered \t probe_fails \t probe_oks \t probe_down \n`;
 //! a line that does not parse is dropped (a bad table can cost memory of a failure, never a panic).
 
-use std::collections::HashMap;
-
 use crate::config::Config;
 use crate::outcome::{Passive, ProbeThresholds};
 
@@ -308,17 +306,29 @@ fn parse_line(line: &str) -> Option<Entry> {
 /// and its answer (polls and probes go out in the same tick) shifts indices, not ids.
 #[derive(Debug, Default)]
 pub struct ProbesInFlight {
-    by_token: HashMap<u32, String>,
+    /// (token, host id), in the order sent: answers mostly come back in that order, and there
+    /// are at most as many as hosts.
+    by_token: Vec<(u32, String)>,
+    /// The highest token sent so far: a token above it is held by no probe.
+    highest: Option<u32>,
 }
 
 impl ProbesInFlight {
     pub fn sent(&mut self, token: u32, id: &str) {
-        self.by_token.insert(token, id.to_owned());
+        // Envoy's tokens increase, so only one that does not is looked for among those held.
+        if self.highest.replace(token.max(self.highest.unwrap_or(0))).is_some_and(|h| token <= h)
+            && let Some(slot) = self.by_token.iter_mut().find(|(t, _)| *t == token)
+        {
+            slot.1 = id.to_owned();
+            return;
+        }
+        self.by_token.push((token, id.to_owned()));
     }
 
     /// The id of the host the probe with this token went to; `None` if it is no probe of ours.
     pub fn answered(&mut self, token: u32) -> Option<String> {
-        self.by_token.remove(&token)
+        let at = self.by_token.iter().position(|(t, _)| *t == token)?;
+        Some(self.by_token.remove(at).1)
     }
 
     pub fn len(&self) -> usize {

@@ -5,6 +5,11 @@
 //! core asks for, calls it and applies its decisions. `scripts/check-layering.py` (run by
 //! `scripts/test.sh`) fails when core code names proxy-wasm or the core's imports form a cycle.
 
+/// The map type of every configure-time set and count (string keys, `u32` values; a set is the
+/// keys). Each `HashMap` or `HashSet` of another key or value type links its own copy of the hash
+/// table's code into the module (1.5–2 KiB of wasm each), so the core uses this one.
+pub(crate) type Names = std::collections::HashMap<String, u32>;
+
 pub mod admission;
 pub mod b64;
 pub mod bounded;

@@ -8,9 +8,10 @@ fn sanitize(id: &str) -> String {
 /// would share a counter: each one that had characters replaced gets a suffix from a hash of
 /// the id as written (`session_router.host.a_b_1f2e3d4c.routed`), so every host counts alone.
 pub fn host_metric_names(ids: &[&str]) -> Vec<String> {
-    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut count = crate::Names::new();
     for id in ids {
-        *count.entry(sanitize(id)).or_default() += 1;
+        let n = count.entry(sanitize(id)).or_default();
+        *n = n.saturating_add(1);
     }
     ids.iter()
         .map(|id| {

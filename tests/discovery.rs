@@ -444,6 +444,19 @@ fn skips_are_reported_once_while_they_last() {
     assert_eq!(log.news(&first.skipped).len(), 1, "back after leaving: news again");
 }
 
+/// One entry skipped for two reasons is two skips: each is news once, and each again after it
+/// leaves and comes back, independently of the other.
+#[test]
+fn skip_log_tells_reasons_of_one_entry_apart() {
+    let skip = |reason| session_router::discovery::Skipped { reason, entry: "10.0.0.9:80 (x)".into() };
+    let (a, b) = (skip(SkipReason::IdCollision), skip(SkipReason::DeniedPort));
+    let mut log = SkipLog::default();
+    assert_eq!(log.news(&[a.clone(), b.clone(), a.clone()]), [a.clone(), b.clone()]);
+    assert!(log.news(&[b.clone(), a.clone()]).is_empty());
+    assert_eq!(log.news(std::slice::from_ref(&a)), [], "a stays");
+    assert_eq!(log.news(&[a.clone(), b.clone()]), [b], "b left and came back");
+}
+
 #[test]
 fn discovery_admission_config() {
     let cfg = |target: &str, disc: &str| {

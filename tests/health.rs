@@ -214,6 +214,22 @@ fn failure_counts_stop_at_the_threshold_when_ejection_is_refused() {
     assert!(matches!(t.record_failure_in("h1", 4, &P, &cfg), Event::Ejected { .. }));
 }
 
+/// Answers in any order find their probe; a token sent again names the host it was sent to last.
+#[test]
+fn probes_in_flight_answer_in_any_order() {
+    use session_router::health::ProbesInFlight;
+    let mut probes = ProbesInFlight::default();
+    for (token, id) in [(7, "a"), (9, "b"), (8, "c"), (9, "d")] {
+        probes.sent(token, id);
+    }
+    assert_eq!(probes.len(), 3);
+    assert_eq!(probes.answered(8).as_deref(), Some("c"));
+    assert_eq!(probes.answered(9).as_deref(), Some("d"));
+    assert_eq!(probes.answered(9), None);
+    assert_eq!(probes.answered(7).as_deref(), Some("a"));
+    assert!(probes.is_empty());
+}
+
 /// Issue 12 item 3: a probe's answer lands on the host it was sent to, even when the membership
 /// changed in between (indices shift, ids do not), and a departed host's answer is dropped.
 #[test]

@@ -1,13 +1,13 @@
 //! Validation and compilation of the raw document into the runtime [`Config`], with errors that
 //! name the field, the value and why.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::health::compile_health;
 use super::raw::*;
 use super::sticky_cookie::{check_cookie_name, compile_sticky};
 use super::*;
+use crate::Names;
 use crate::bounded::FACTOR_SCALE;
 use crate::placement::{Algorithm, Placement};
 use crate::ring::MAX_HOSTS;
@@ -202,16 +202,17 @@ pub(super) fn compile_hosts(
     if raw.len() > MAX_CONFIG_HOSTS.min(MAX_HOSTS) {
         return Err(err("hosts", format!("{} hosts, at most {MAX_CONFIG_HOSTS} are supported", raw.len())));
     }
-    let mut addresses = HashSet::new();
-    let mut ids = HashSet::new();
-    let mut tags = HashSet::new();
+    // Sets (the module's one map type, crate::Names): canonical addresses, ids, cookie tags.
+    let mut addresses = Names::new();
+    let mut ids = Names::new();
+    let mut tags = Names::new();
     let mut hosts = Vec::with_capacity(raw.len());
     for (i, h) in raw.into_iter().enumerate() {
         let address = parse_address(&h.address)
             .map_err(|why| err(format!("hosts[{i}].address"), format!("{:?} {why}", h.address)))?;
         // `[::ffff:10.0.0.1]:80` is `10.0.0.1:80`: the same backend listed twice.
         let canonical = SocketAddr::new(address.ip().to_canonical(), address.port());
-        if !addresses.insert(canonical) {
+        if addresses.insert(canonical.to_string(), 0).is_some() {
             return Err(err(format!("hosts[{i}].address"), format!("{:?} is listed twice", h.address)));
         }
         let id = match h.id {
@@ -224,7 +225,7 @@ pub(super) fn compile_hosts(
             Some(id) => id,
             None => h.address.clone(),
         };
-        if !ids.insert(id.clone()) {
+        if ids.insert(id.clone(), 0).is_some() {
             return Err(err(format!("hosts[{i}].id"), format!("{id:?} is used by two hosts")));
         }
         let weight = h.weight.unwrap_or(1);
@@ -241,7 +242,7 @@ pub(super) fn compile_hosts(
         };
         let tag = sticky.map(|s| s.key.host_tag(id.as_bytes()));
         if let Some(tag) = tag
-            && !tags.insert(tag)
+            && tags.insert(crate::b64::encode(crate::b64::Alphabet::Standard, false, &tag), 0).is_some()
         {
             return Err(err(
                 format!("hosts[{i}].id"),
