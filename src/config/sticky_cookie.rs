@@ -9,8 +9,7 @@ const MIN_IDLE_TIMEOUT_SECONDS: u64 = 4;
 
 /// RFC 6265 cookie names are tokens.
 pub(super) fn check_cookie_name(field: &str, name: &str) -> Result<(), ConfigError> {
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || name.len() > 256 || !name.chars().all(is_tchar) {
+    if !super::compile::is_token(name) {
         return Err(err(field, format!("{name:?} is not a valid cookie name (RFC 6265 token)")));
     }
     Ok(())

@@ -210,7 +210,10 @@ impl HostMetrics {
         let ids: Vec<&str> = cfg.hosts.iter().map(|h| h.id.as_str()).collect();
         let names = host_metric_names(&ids);
         let spilled = if cfg.bounded_load.is_some() {
-            names.iter().map(|n| defined_counter(n.replace(".routed", ".spilled"))).collect()
+            names
+                .iter()
+                .map(|n| defined_counter(format!("{}.spilled", n.strip_suffix(".routed").unwrap_or(n))))
+                .collect()
         } else {
             Vec::new()
         };
