@@ -68,6 +68,51 @@ fn monotonic_ns() -> Option<u64> {
     None
 }
 
+/// The environment variable `name`, as `std::env::var(name).ok()` gives it (`None` when unset,
+/// not UTF-8, or `name` is empty or holds `=` or NUL). In the module it reads WASI's environment
+/// directly: `std::env` goes through wasi-libc's `getenv`, whose environment set-up links libc's
+/// malloc (dlmalloc, 7 KiB) next to the module's own allocator.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        #[link_name = "environ_sizes_get"]
+        fn wasi_environ_sizes_get(count: *mut usize, size: *mut usize) -> u16;
+        #[link_name = "environ_get"]
+        fn wasi_environ_get(pointers: *mut *mut u8, buffer: *mut u8) -> u16;
+    }
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return None;
+    }
+    let (mut count, mut size) = (0usize, 0usize);
+    // SAFETY: environ_sizes_get writes one usize to each pointer, both live locals.
+    if unsafe { wasi_environ_sizes_get(&mut count, &mut size) } != 0 || count == 0 {
+        return None;
+    }
+    let mut pointers = vec![std::ptr::null_mut::<u8>(); count];
+    let mut buffer = vec![0u8; size];
+    // SAFETY: environ_get writes `count` pointers and `size` bytes (the sizes it just gave) to
+    // buffers of exactly those lengths.
+    if unsafe { wasi_environ_get(pointers.as_mut_ptr(), buffer.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    environ_lookup(&buffer, name)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The value of the first `name=value` entry in WASI's NUL-separated environment buffer.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn environ_lookup(buffer: &[u8], name: &str) -> Option<String> {
+    buffer.split(|&b| b == 0).find_map(|entry| {
+        let value = entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        String::from_utf8(value.to_vec()).ok()
+    })
+}
+
 /// 128 random bits from the host (WASI `random_get`). Should that ever fail, a hash of the
 /// time and a counter still gives a unique, well-spread id; it is logged.
 pub(crate) fn random_id() -> [u8; 16] {
@@ -109,4 +154,21 @@ pub(crate) fn property_string(path: &[&str]) -> Option<String> {
 /// be, at `Trace`, whatever Envoy's level). Called on every configure.
 pub(crate) fn follow_host_log_level() {
     logger::set_level(host::get_log_level());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::environ_lookup;
+
+    #[test]
+    fn environ_lookup_finds_the_first_exact_name() {
+        let env = b"PATH=/bin\0SECRET_A=one\0SECRET=two\0SECRET=three\0EMPTY=\0BAD=\xff\0";
+        assert_eq!(environ_lookup(env, "SECRET").as_deref(), Some("two"));
+        assert_eq!(environ_lookup(env, "SECRET_A").as_deref(), Some("one"));
+        assert_eq!(environ_lookup(env, "EMPTY").as_deref(), Some(""));
+        assert_eq!(environ_lookup(env, "SECRE"), None, "a prefix of a name is not the name");
+        assert_eq!(environ_lookup(env, "BAD"), None, "not UTF-8, as std::env::var");
+        assert_eq!(environ_lookup(env, "NONE"), None);
+        assert_eq!(environ_lookup(b"", "PATH"), None);
+    }
 }

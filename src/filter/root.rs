@@ -284,7 +284,7 @@ impl Root {
                 return false;
             }
         };
-        let config = match Config::parse(&bytes, |var| std::env::var(var).ok()) {
+        let config = match Config::parse(&bytes, super::env_var) {
             Ok(c) => c,
             Err(e) => {
                 error!("session-router v{VERSION}: configuration rejected: {e}");
