@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 
 /// Sorts `items` by `cmp`, stably (equal items keep their order).
-pub fn sort_by<T>(items: &mut Vec<T>, cmp: &dyn Fn(&T, &T) -> Ordering) {
+pub fn sort_by<T>(items: &mut [T], cmp: &dyn Fn(&T, &T) -> Ordering) {
     let order = {
         let items: &[T] = items;
         permutation(items.len(), &|a, b| match (items.get(a), items.get(b)) {
@@ -17,8 +17,25 @@ pub fn sort_by<T>(items: &mut Vec<T>, cmp: &dyn Fn(&T, &T) -> Ordering) {
             _ => false,
         })
     };
-    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
-    items.extend(order.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)));
+    apply(&order, &mut |a, b| items.swap(a, b));
+}
+
+/// Puts the item at `order[k]` at position `k`, for every `k`, by swaps (`swap(a, b)` exchanges
+/// positions `a` and `b`): the only per-type code a sort then needs is one swap.
+fn apply(order: &[usize], swap: &mut dyn FnMut(usize, usize)) {
+    // at[p]: the original index of the item now at position p; pos[i]: where item i now is.
+    let mut at: Vec<usize> = (0..order.len()).collect();
+    let mut pos = at.clone();
+    for (k, &wanted) in order.iter().enumerate() {
+        let (Some(&p), Some(&here)) = (pos.get(wanted), at.get(k)) else { return };
+        if p != k {
+            swap(k, p);
+            if let (Some(a), Some(b)) = (at.get_mut(p), pos.get_mut(here)) {
+                *a = here;
+                *b = p;
+            }
+        }
+    }
 }
 
 /// Sorts `values` ascending.
