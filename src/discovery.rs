@@ -281,14 +281,17 @@ pub fn summary(skipped: &[Skipped]) -> String {
     if skipped.is_empty() {
         return String::new();
     }
-    let counts: Vec<String> = SkipReason::ALL
-        .iter()
-        .filter_map(|r| {
-            let n = skipped.iter().filter(|s| s.reason == *r).count();
-            (n > 0).then(|| format!("{n} {}", r.as_str()))
-        })
-        .collect();
-    format!("; {} skipped: {}", skipped.len(), counts.join(", "))
+    let mut out = format!("; {} skipped: ", skipped.len());
+    let mut first = true;
+    for r in SkipReason::ALL {
+        let n = skipped.iter().filter(|s| s.reason == r).count();
+        if n > 0 {
+            out.push_str(if first { "" } else { ", " });
+            out.push_str(&format!("{n} {}", r.as_str()));
+            first = false;
+        }
+    }
+    out
 }
 
 /// Remembers which entries were skipped by the previous poll, so each is counted and logged
@@ -348,27 +351,32 @@ impl Membership {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut lines = text.lines();
         let generation = lines.next()?.parse().ok()?;
-        let hosts = lines
-            .map(|line| {
-                let mut f = line.split('\t');
-                let (id, address, weight, drain) = (f.next()?, f.next()?, f.next()?, f.next()?);
-                Some(HostSpec {
-                    address: address.to_owned(),
-                    id: Some(id.to_owned()),
-                    weight: Some(weight.parse().ok()?),
-                    drain: drain == "1",
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
+        let mut hosts = Vec::new();
+        for line in lines {
+            let mut f = line.split('\t');
+            let (id, address, weight, drain) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            hosts.push(HostSpec {
+                address: address.to_owned(),
+                id: Some(id.to_owned()),
+                weight: Some(weight.parse().ok()?),
+                drain: drain == "1",
+            });
+        }
         Some(Membership { generation, hosts })
     }
 
     /// Ids added and removed going from `self` to `next`, for the change log line.
     pub fn diff(&self, next: &[HostSpec]) -> (Vec<String>, Vec<String>) {
-        let ids = |hosts: &[HostSpec]| -> Vec<String> { hosts.iter().filter_map(|h| h.id.clone()).collect() };
-        let (old, new) = (ids(&self.hosts), ids(next));
-        let added = new.iter().filter(|id| !old.contains(id)).cloned().collect();
-        let removed = old.iter().filter(|id| !new.contains(id)).cloned().collect();
-        (added, removed)
+        // Ids of `from` not among those of `other`, in `from`'s order.
+        let missing = |from: &[HostSpec], other: &[HostSpec]| {
+            let mut out = Vec::new();
+            for id in from.iter().filter_map(|h| h.id.as_ref()) {
+                if !other.iter().any(|h| h.id.as_ref() == Some(id)) {
+                    out.push(id.clone());
+                }
+            }
+            out
+        };
+        (missing(next, &self.hosts), missing(&self.hosts, next))
     }
 }

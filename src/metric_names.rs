@@ -13,17 +13,17 @@ pub fn host_metric_names(ids: &[&str]) -> Vec<String> {
         let n = count.entry(sanitize(id)).or_default();
         *n = n.saturating_add(1);
     }
-    ids.iter()
-        .map(|id| {
-            let plain = sanitize(id);
-            if count.get(&plain).copied().unwrap_or(0) > 1 && plain != *id {
-                let hash = crate::murmur3::murmur3_x64_128(id.as_bytes(), 0).0 as u32;
-                format!("session_router.host.{plain}_{hash:08x}.routed")
-            } else {
-                format!("session_router.host.{plain}.routed")
-            }
-        })
-        .collect()
+    let mut names = Vec::with_capacity(ids.len());
+    for id in ids {
+        let plain = sanitize(id);
+        names.push(if count.get(&plain).copied().unwrap_or(0) > 1 && plain != *id {
+            let hash = crate::murmur3::murmur3_x64_128(id.as_bytes(), 0).0 as u32;
+            format!("session_router.host.{plain}_{hash:08x}.routed")
+        } else {
+            format!("session_router.host.{plain}.routed")
+        });
+    }
+    names
 }
 
 /// Per-host counters one VM defines at most: Envoy keeps every metric ever defined, so under

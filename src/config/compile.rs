@@ -35,12 +35,10 @@ pub(super) fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> R
     };
     let target = compile_target(raw.target)?;
     let sticky = raw.sticky_cookie.map(|s| compile_sticky(s, env)).transpose()?;
-    let sources = raw
-        .sources
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| compile_source(i, s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut sources = Vec::with_capacity(raw.sources.len());
+    for (i, s) in raw.sources.into_iter().enumerate() {
+        sources.push(compile_source(i, s)?);
+    }
     if sources.is_empty() && sticky.is_none() {
         return Err(err(
             "sources",

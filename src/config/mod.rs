@@ -356,22 +356,29 @@ impl Config {
                 Placement::Rendezvous(table.map_err(|e| err("hosts", e.to_string()))?)
             }
         };
-        self.tags = hosts.iter().enumerate().filter_map(|(i, h)| Some((h.tag?, i))).collect();
-        sort_by(&mut self.tags, &Ord::cmp);
-        self.verify_tags = self.sticky.as_ref().map_or_else(Vec::new, |s| {
-            s.keys
-                .iter()
-                .skip(1)
-                .map(|key| {
-                    let mut t: Vec<_> =
-                        hosts.iter().enumerate().map(|(i, h)| (key.host_tag(h.id.as_bytes()), i)).collect();
-                    sort_by(&mut t, &Ord::cmp);
-                    t
-                })
-                .collect()
-        });
-        self.addresses = hosts.iter().enumerate().map(|(i, h)| (h.address, i)).collect();
-        sort_by(&mut self.addresses, &Ord::cmp);
+        // Loops rather than iterator chains: each chain links its own adapters into the module.
+        let mut tags = Vec::with_capacity(hosts.len());
+        let mut addresses = Vec::with_capacity(hosts.len());
+        for (i, h) in hosts.iter().enumerate() {
+            if let Some(tag) = h.tag {
+                tags.push((tag, i));
+            }
+            addresses.push((h.address, i));
+        }
+        sort_by(&mut tags, &Ord::cmp);
+        sort_by(&mut addresses, &Ord::cmp);
+        let mut verify_tags = Vec::new();
+        for key in self.sticky.iter().flat_map(|s| s.keys.iter().skip(1)) {
+            let mut t = Vec::with_capacity(hosts.len());
+            for (i, h) in hosts.iter().enumerate() {
+                t.push((key.host_tag(h.id.as_bytes()), i));
+            }
+            sort_by(&mut t, &Ord::cmp);
+            verify_tags.push(t);
+        }
+        self.tags = tags;
+        self.verify_tags = verify_tags;
+        self.addresses = addresses;
         self.hosts = hosts;
         Ok(())
     }

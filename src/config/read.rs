@@ -213,11 +213,13 @@ pub(super) fn list<T>(
     read: &dyn Fn(&Value, &str) -> Result<T, ConfigError>,
 ) -> Result<Vec<T>, ConfigError> {
     let Value::Array(items) = v else { return invalid_type(path, v, "a sequence") };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| read(item, &if flat { path.to_owned() } else { index(path, i) }))
-        .collect()
+    // A loop, not `map(..).collect::<Result<_, _>>()`: that links several iterator adapters per
+    // item type into the module.
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        out.push(read(item, &if flat { path.to_owned() } else { index(path, i) })?);
+    }
+    Ok(out)
 }
 
 /// The unsigned integer types the config uses.

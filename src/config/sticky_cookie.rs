@@ -63,8 +63,11 @@ pub(super) fn compile_sticky(
     }
     let verify_secrets = compile_verify_secrets(raw.verify_secrets.unwrap_or_default(), &secret, env)?;
     let signing = CookieKey::for_cookie(secret.as_bytes(), &raw.name);
-    let verify: Vec<CookieKey> =
-        verify_secrets.iter().map(|v| CookieKey::for_cookie(v.as_bytes(), &raw.name)).collect();
+    let mut keys = Vec::with_capacity(1 + verify_secrets.len());
+    keys.push(signing.clone());
+    for v in &verify_secrets {
+        keys.push(CookieKey::for_cookie(v.as_bytes(), &raw.name));
+    }
     let path = raw.path.unwrap_or_else(|| "/".to_owned());
     if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ';') {
         return Err(err(
@@ -99,7 +102,6 @@ pub(super) fn compile_sticky(
             format!("{:?} requires secure: true, path \"/\" and no domain", raw.name),
         ));
     }
-    let keys: Vec<CookieKey> = std::iter::once(signing.clone()).chain(verify).collect();
     Ok(Sticky {
         name: raw.name,
         ttl_seconds: raw.ttl_seconds,
