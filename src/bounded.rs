@@ -59,7 +59,27 @@ pub fn capacity(b: &BoundedLoad, total: u64, weight: u64, total_weight: u64) -> 
     }
     let num = u128::from(b.factor_milli) * (u128::from(total) + 1) * u128::from(weight);
     let den = u128::from(FACTOR_SCALE) * u128::from(total_weight);
-    u64::try_from(num.div_ceil(den)).unwrap_or(u64::MAX)
+    div_ceil_saturating(num, den)
+}
+
+/// `⌈num / den⌉`, saturating at `u64::MAX`, for `0 < den < 2^127`; by shift and subtract, as a
+/// u128 `/` links compiler-builtins' 128-bit division (1 KiB of wasm) into the module for this
+/// one call.
+fn div_ceil_saturating(num: u128, den: u128) -> u64 {
+    let (mut quotient, mut rem) = (0u128, 0u128);
+    for bit in (0..128).rev() {
+        // rem < den < 2^127, so the shift loses nothing.
+        rem = (rem << 1) | ((num >> bit) & 1);
+        quotient <<= 1;
+        if rem >= den {
+            rem -= den;
+            quotient |= 1;
+        }
+        if quotient > u128::from(u64::MAX) {
+            return u64::MAX;
+        }
+    }
+    u64::try_from(quotient + u128::from(rem > 0)).unwrap_or(u64::MAX)
 }
 
 /// The first of `candidates` (in preference order) with room under the bound.
@@ -101,6 +121,31 @@ mod tests {
         assert_eq!(capacity(&C125, 7, 2, 4), 5);
         assert_eq!(capacity(&C125, u64::MAX, 1000, 1), u64::MAX);
         assert_eq!(capacity(&C125, 5, 1, 0), u64::MAX);
+    }
+
+    #[test]
+    fn division_matches_u128() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let shift = next() % 128;
+            let num = (u128::from(next()) << 64 | u128::from(next())) >> shift;
+            let den = (u128::from(next()) << 64 | u128::from(next())) >> (54 + next() % 74);
+            let den = den.max(1);
+            let want = u64::try_from(num.div_ceil(den)).unwrap_or(u64::MAX);
+            assert_eq!(div_ceil_saturating(num, den), want, "{num} / {den}");
+        }
+        assert_eq!(div_ceil_saturating(0, 7), 0);
+        assert_eq!(div_ceil_saturating(u128::from(u64::MAX), 1), u64::MAX);
+        assert_eq!(div_ceil_saturating(u128::from(u64::MAX) * 3, 3), u64::MAX);
+        assert_eq!(div_ceil_saturating(u128::from(u64::MAX) * 3 - 1, 3), u64::MAX);
+        assert_eq!(div_ceil_saturating(u128::from(u64::MAX - 1) * 3 + 1, 3), u64::MAX);
+        assert_eq!(div_ceil_saturating(u128::from(u64::MAX - 1) * 3, 3), u64::MAX - 1);
     }
 
     #[test]

@@ -366,13 +366,13 @@ impl Membership {
     }
 
     /// Ids added and removed going from `self` to `next`, for the change log line.
-    pub fn diff(&self, next: &[HostSpec]) -> (Vec<String>, Vec<String>) {
+    pub fn diff<'a>(&'a self, next: &'a [HostSpec]) -> (Vec<&'a str>, Vec<&'a str>) {
         // Ids of `from` not among those of `other`, in `from`'s order.
-        let missing = |from: &[HostSpec], other: &[HostSpec]| {
+        let missing = |from: &'a [HostSpec], other: &[HostSpec]| {
             let mut out = Vec::new();
-            for id in from.iter().filter_map(|h| h.id.as_ref()) {
-                if !other.iter().any(|h| h.id.as_ref() == Some(id)) {
-                    out.push(id.clone());
+            for id in from.iter().filter_map(|h| h.id.as_deref()) {
+                if !other.iter().any(|h| h.id.as_deref() == Some(id)) {
+                    out.push(id);
                 }
             }
             out

@@ -119,7 +119,7 @@ fn membership_records_round_trip_and_reject_garbage() {
     assert_eq!(Membership::decode(b"3\na\tb\n"), None);
     assert_eq!(Membership::decode(b""), None);
     let next = vec![m.hosts[1].clone(), HostSpec { id: Some("c".into()), ..m.hosts[0].clone() }];
-    assert_eq!(m.diff(&next), (vec!["c".to_owned()], vec!["a".to_owned()]));
+    assert_eq!(m.diff(&next), (vec!["c"], vec!["a"]));
 }
 
 fn base() -> Config {

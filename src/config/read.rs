@@ -83,8 +83,13 @@ fn one_of(names: &[&str], none: &str) -> String {
         [a] => format!("expected `{a}`"),
         [a, b] => format!("expected `{a}` or `{b}`"),
         _ => {
-            let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-            format!("expected one of {}", list.join(", "))
+            let mut out = "expected one of ".to_owned();
+            for (i, n) in names.iter().enumerate() {
+                out.push_str(if i == 0 { "`" } else { ", `" });
+                out.push_str(n);
+                out.push('`');
+            }
+            out
         }
     }
 }
