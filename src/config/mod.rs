@@ -291,16 +291,36 @@ impl Config {
     /// The same settings over another set of hosts (a discovered membership). Hosts keep their
     /// ring points and cookie tags as long as they keep their ids.
     pub fn with_hosts(&self, hosts: Vec<HostSpec>) -> Result<Config, ConfigError> {
-        let mut config = self.clone();
+        let mut config = self.settings();
         config.set_hosts(hosts)?;
         Ok(config)
+    }
+
+    /// These settings with no hosts: what [`Config::with_hosts`] starts from. (Not a clone: the
+    /// hosts, their tables and the placement would be copied only to be replaced.)
+    fn settings(&self) -> Config {
+        Config {
+            hosts: Vec::new(),
+            placement: Placement::empty(),
+            algorithm: self.algorithm,
+            sources: self.sources.clone(),
+            sticky: self.sticky.clone(),
+            target: self.target.clone(),
+            vnodes_per_weight: self.vnodes_per_weight,
+            health: self.health.clone(),
+            discovery: self.discovery.clone(),
+            bounded_load: self.bounded_load,
+            tags: Vec::new(),
+            verify_tags: Vec::new(),
+            addresses: Vec::new(),
+        }
     }
 
     /// The same settings over another set of hosts, with the placement computed from
     /// `previous` (the config in use) when it uses the same algorithm: a membership change then
     /// costs what it moves. The result is the same as [`Config::with_hosts`].
     pub fn with_hosts_after(&self, hosts: Vec<HostSpec>, previous: &Config) -> Result<Config, ConfigError> {
-        let mut config = self.clone();
+        let mut config = self.settings();
         if previous.algorithm == self.algorithm {
             config.placement = previous.placement.clone();
         }
