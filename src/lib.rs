@@ -33,4 +33,5 @@ pub mod request;
 pub mod ring;
 pub mod router;
 pub mod scope;
+pub mod sha256;
 pub mod sticky;

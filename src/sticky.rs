@@ -14,7 +14,7 @@
 //!
 //! The host tag reveals nothing of the address without the secret; the MAC covers every byte and
 //! the cookie's name (a value cannot be replayed under another cookie name sharing the secret);
-//! it is compared in constant time (`Mac::verify_truncated_left`). Cookies signed before the MAC
+//! it is compared in constant time ([`ct_eq`]). Cookies signed before the MAC
 //! named the cookie (`"cookie\0" ‖ body`, the only form of a key made with [`CookieKey::new`])
 //! still verify under a named key and are re-issued in the new form on their next response.
 //!
@@ -22,8 +22,7 @@
 //! looked up under the key that verified it.
 
 use crate::b64::{self, Alphabet, Padding};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use crate::sha256::{HmacSha256, ct_eq};
 
 const VERSION: u8 = 1;
 const MAC_BYTES: usize = 16;
@@ -39,7 +38,7 @@ pub type HostTag = [u8; 8];
 /// The cookie secret, pre-keyed once per configuration, and the cookie name its MACs cover.
 #[derive(Clone)]
 pub struct CookieKey {
-    mac: Hmac<Sha256>,
+    mac: HmacSha256,
     /// `Some(name)`: MACs name the cookie; `None`: the unnamed form only.
     name: Option<Vec<u8>>,
 }
@@ -53,10 +52,7 @@ impl std::fmt::Debug for CookieKey {
 impl CookieKey {
     /// A key whose MACs do not name the cookie (the form before names were bound).
     pub fn new(secret: &[u8]) -> CookieKey {
-        // HMAC accepts keys of any length; the error arm cannot happen.
-        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
-        CookieKey { mac, name: None }
+        CookieKey { mac: HmacSha256::new(secret), name: None }
     }
 
     /// A key for the cookie called `name`: its MACs cover the name.
@@ -64,7 +60,7 @@ impl CookieKey {
         CookieKey { name: Some(name.as_bytes().to_vec()), ..CookieKey::new(secret) }
     }
 
-    fn mac(&self, domain: &[u8], data: &[u8]) -> Hmac<Sha256> {
+    fn mac(&self, domain: &[u8], data: &[u8]) -> HmacSha256 {
         let mut mac = self.mac.clone();
         mac.update(domain);
         mac.update(data);
@@ -72,7 +68,7 @@ impl CookieKey {
     }
 
     /// The MAC of a cookie body: named when the key has a name, else the unnamed form.
-    fn body_mac(&self, body: &[u8], named: bool) -> Hmac<Sha256> {
+    fn body_mac(&self, body: &[u8], named: bool) -> HmacSha256 {
         match (&self.name, named) {
             (Some(name), true) => {
                 let mut mac = self.mac.clone();
@@ -87,7 +83,7 @@ impl CookieKey {
     }
 
     pub fn host_tag(&self, host_id: &[u8]) -> HostTag {
-        let digest = self.mac(b"host\0", host_id).finalize().into_bytes();
+        let digest = self.mac(b"host\0", host_id).finalize();
         let mut tag = [0u8; 8];
         tag.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
         tag
@@ -96,7 +92,7 @@ impl CookieKey {
     /// The session id of a hashed session: keyed, so a leaked cookie does not reveal the key it
     /// was hashed from (a client IP or a user id) to anyone without the secret.
     pub fn session_id(&self, session_key: &[u8]) -> [u8; 16] {
-        let digest = self.mac(b"session\0", session_key).finalize().into_bytes();
+        let digest = self.mac(b"session\0", session_key).finalize();
         let mut id = [0u8; 16];
         id.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
         id
@@ -155,7 +151,7 @@ pub fn encode(key: &CookieKey, c: &Claims) -> String {
     body[25..33].copy_from_slice(&c.host);
     body[33..41].copy_from_slice(&c.expires_at.to_be_bytes());
     body[41..49].copy_from_slice(&c.refreshed_at.to_be_bytes());
-    let digest = key.body_mac(body, true).finalize().into_bytes();
+    let digest = key.body_mac(body, true).finalize();
     tag.copy_from_slice(digest.get(..MAC_BYTES).unwrap_or(&[0; MAC_BYTES]));
     b64::encode(Alphabet::UrlSafe, false, &raw)
 }
@@ -228,10 +224,13 @@ fn authenticate_raw(keys: &[CookieKey], raw: &[u8; COOKIE_BYTES]) -> Result<Veri
     keys.iter()
         .enumerate()
         .find_map(|(i, key)| {
-            if key.body_mac(body, true).verify_truncated_left(tag).is_ok() {
+            let signs = |named: bool| {
+                ct_eq(key.body_mac(body, named).finalize().get(..MAC_BYTES).unwrap_or(&[]), tag)
+            };
+            if signs(true) {
                 return Some(Verified { key: i, legacy: false });
             }
-            let legacy = key.name.is_some() && key.body_mac(body, false).verify_truncated_left(tag).is_ok();
+            let legacy = key.name.is_some() && signs(false);
             legacy.then_some(Verified { key: i, legacy: true })
         })
         .ok_or(Rejection::BadSignature)
@@ -361,6 +360,5 @@ impl VerifiedCookies {
 
 /// Whether two cookies' bytes are equal, in time that does not depend on where they differ.
 fn same_bytes(a: &[u8; COOKIE_BYTES], b: &[u8; COOKIE_BYTES]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y));
-    std::hint::black_box(diff) == 0
+    ct_eq(a, b)
 }
