@@ -220,9 +220,14 @@ fn finish(c: Collector<'_>, seeds: &[HostSpec]) -> Result<Answer, DiscoveryError
             configured.insert(canonical(address).to_string(), i as u32);
         }
     }
-    let configured_ids: Names =
-        seeds.iter().map(|s| (s.id.as_deref().unwrap_or(&s.address).to_owned(), 0)).collect();
-    let addresses: Names = endpoints.iter().map(|e| (e.address.to_string(), 0)).collect();
+    let mut configured_ids = Names::new();
+    for s in seeds {
+        configured_ids.insert(s.id.as_deref().unwrap_or(&s.address).to_owned(), 0);
+    }
+    let mut addresses = Names::new();
+    for e in &endpoints {
+        addresses.insert(e.address.to_string(), 0);
+    }
     let mut name_count = Names::new();
     for e in &endpoints {
         if let Some(n) = &e.name {

@@ -72,8 +72,15 @@ pub struct Table {
 
 impl Table {
     pub fn decode(bytes: &[u8]) -> Table {
-        let text = String::from_utf8_lossy(bytes);
-        let mut entries: Vec<Entry> = text.lines().filter_map(parse_line).collect();
+        // Line by line; a line that is not UTF-8 (the table is only ever written by
+        // `encode`) is dropped like any other malformed line.
+        let mut entries = Vec::new();
+        for line in bytes.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if let Some(entry) = std::str::from_utf8(line).ok().and_then(parse_line) {
+                entries.push(entry);
+            }
+        }
         crate::order::sort_by(&mut entries, &|a, b| a.id.cmp(&b.id));
         entries.dedup_by(|a, b| a.id == b.id);
         Table { entries }

@@ -45,8 +45,12 @@ pub fn membership_source(cfg: &Config) -> String {
             }
         },
         None => {
-            let ids: Vec<&str> = cfg.hosts.iter().map(|h| h.id.as_str()).collect();
-            format!("static\0{}", ids.join("\0"))
+            let mut source = "static".to_owned();
+            for h in &cfg.hosts {
+                source.push('\0');
+                source.push_str(&h.id);
+            }
+            source
         }
     }
 }

@@ -128,6 +128,10 @@ fn encoding_round_trips_and_garbage_is_dropped() {
     noisy.extend_from_slice(&bytes);
     noisy.extend_from_slice(b"h1\tNaN\t0\t0\t0\t0\t0\t0\n");
     assert_eq!(Table::decode(&noisy), t);
+    // A line that is not UTF-8 is dropped whole; CRLF line ends read as LF.
+    assert!(Table::decode(b"h\xff9\t1\t0\t0\t0\t0\t0\t0\n").is_empty());
+    let crlf = String::from_utf8(bytes.clone()).unwrap().replace('\n', "\r\n");
+    assert_eq!(Table::decode(crlf.as_bytes()), t);
     assert_eq!(Table::default().encode(), b"");
     // Hosts the config no longer has are ignored.
     assert_eq!(Table::decode(b"gone\t0\t99\t1\t0\t0\t0\t0\n").down_hosts(&config(2), 0), None);

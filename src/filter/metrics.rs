@@ -209,15 +209,16 @@ impl HostMetrics {
     pub fn define(cfg: &Config) -> HostMetrics {
         let ids: Vec<&str> = cfg.hosts.iter().map(|h| h.id.as_str()).collect();
         let names = host_metric_names(&ids);
-        let spilled = if cfg.bounded_load.is_some() {
-            names
-                .iter()
-                .map(|n| defined_counter(format!("{}.spilled", n.strip_suffix(".routed").unwrap_or(n))))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let routed = names.into_iter().map(defined_counter).collect();
+        let (mut routed, mut spilled) = (Vec::with_capacity(names.len()), Vec::new());
+        for name in names {
+            if cfg.bounded_load.is_some() {
+                spilled.push(defined_counter(format!(
+                    "{}.spilled",
+                    name.strip_suffix(".routed").unwrap_or(&name)
+                )));
+            }
+            routed.push(defined_counter(name));
+        }
         HostMetrics { routed, spilled }
     }
 

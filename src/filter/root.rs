@@ -178,16 +178,15 @@ impl Root {
             return self.poll_failed(&format!("answer of {body_size} bytes is over {MAX_BODY_BYTES}"));
         }
         let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten();
-        let seeds: Vec<HostSpec> = base
-            .hosts
-            .iter()
-            .map(|h| HostSpec {
+        let mut seeds = Vec::with_capacity(base.hosts.len());
+        for h in &base.hosts {
+            seeds.push(HostSpec {
                 address: h.address.to_string(),
                 id: Some(h.id.clone()),
                 weight: None,
                 drain: false,
-            })
-            .collect();
+            });
+        }
         let body = body.unwrap_or_default();
         let admission = &discovery.admission;
         let parsed = match &discovery.source {

@@ -392,8 +392,10 @@ impl Rendezvous {
         let mut remap = vec![EMPTY; self.identity.len()];
         let mut kept = vec![false; next.identity.len()];
         {
-            let mut by_identity: Vec<(u64, u64, u32, usize)> =
-                next.identity.iter().enumerate().map(|(i, &(a, b, w))| (a, b, w, i)).collect();
+            let mut by_identity = Vec::with_capacity(next.identity.len());
+            for (i, &(a, b, w)) in next.identity.iter().enumerate() {
+                by_identity.push((a, b, w, i));
+            }
             crate::order::sort_by(&mut by_identity, &Ord::cmp);
             for (old, &(a, b, w)) in self.identity.iter().enumerate() {
                 let at = by_identity.partition_point(|&(x, y, v, _)| (x, y, v) < (a, b, w));
@@ -408,10 +410,21 @@ impl Rendezvous {
                 }
             }
         }
-        let removed: Vec<usize> = (0..remap.len()).filter(|&i| remap.get(i) == Some(&EMPTY)).collect();
-        let added: Vec<usize> = kept.iter().enumerate().filter(|&(_, &k)| !k).map(|(i, _)| i).collect();
-        let added_weight: u64 = added.iter().map(|&i| u64::from(next.weight(i))).sum();
-        let removed_weight: u64 = removed.iter().map(|&i| u64::from(self.weight(i))).sum();
+        // Loops rather than iterator chains, which each link their own adapters into the module.
+        let (mut removed, mut removed_weight) = (Vec::new(), 0u64);
+        for (i, &to) in remap.iter().enumerate() {
+            if to == EMPTY {
+                removed.push(i);
+                removed_weight += u64::from(self.weight(i));
+            }
+        }
+        let (mut added, mut added_weight) = (Vec::new(), 0u64);
+        for (i, &k) in kept.iter().enumerate() {
+            if !k {
+                added.push(i);
+                added_weight += u64::from(next.weight(i));
+            }
+        }
         let new_replicas = next.replicas.len() as u64;
         // Work estimates in replica-rank evaluations: finding the removed hosts' slots (their
         // ranks up to the bound, or one pass over the table) and scoring every replica there;
@@ -424,11 +437,14 @@ impl Rendezvous {
         let full = SLOTS as u64 * (ln_approx(new_replicas) + 2);
         // Handles: kept hosts keep theirs; added hosts take ones no host held before (a removed
         // host's handle still marks its slots until they are rescored).
-        let mut handles: Vec<u16> = self
-            .handles
-            .iter()
-            .map(|&i| if i == EMPTY { EMPTY } else { remap.get(usize::from(i)).copied().unwrap_or(EMPTY) })
-            .collect();
+        let mut handles = Vec::with_capacity(self.handles.len());
+        for &i in &self.handles {
+            handles.push(if i == EMPTY {
+                EMPTY
+            } else {
+                remap.get(usize::from(i)).copied().unwrap_or(EMPTY)
+            });
+        }
         let mut free = (0..self.handles.len()).filter(|&h| self.handles.get(h) == Some(&EMPTY));
         let mut handle_of_added = Vec::with_capacity(added.len());
         for &host in &added {
@@ -457,8 +473,10 @@ impl Rendezvous {
         // The removed hosts' slots, each scored over every replica of the new membership.
         // Per handle: held by a removed host (its slots still carry it; `next.handles` maps it
         // to nothing already).
-        let removed_handle: Vec<bool> =
-            self.handles.iter().map(|&i| i != EMPTY && remap.get(usize::from(i)) == Some(&EMPTY)).collect();
+        let mut removed_handle = Vec::with_capacity(self.handles.len());
+        for &i in &self.handles {
+            removed_handle.push(i != EMPTY && remap.get(usize::from(i)) == Some(&EMPTY));
+        }
         let rescore = |next: &mut Rendezvous, slot: u32| {
             let (score, host) = next.best(slot);
             next.bound = next.bound.max(score);
