@@ -41,7 +41,12 @@ fn fail<T>(why: impl Into<String>) -> Result<T, DiscoveryError> {
 /// whatever the registry wrote (escaping alone can grow a name tenfold).
 fn quoted(name: &str) -> String {
     const MAX: usize = 64;
-    let escaped: String = name.chars().take(MAX).flat_map(char::escape_debug).collect();
+    let mut escaped = String::new();
+    for c in name.chars().take(MAX) {
+        for e in c.escape_debug() {
+            escaped.push(e);
+        }
+    }
     let mut cut = escaped.len().min(MAX);
     while !escaped.is_char_boundary(cut) {
         cut -= 1;

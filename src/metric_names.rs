@@ -1,7 +1,11 @@
 //! Per-host counter names (pure): what `filter::metrics` defines in Envoy for each host id.
 
 fn sanitize(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    let mut out = String::with_capacity(id.len());
+    for c in id.chars() {
+        out.push(if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' });
+    }
+    out
 }
 
 /// The counter name of each host id, in order. Ids that sanitize to one name (`a.b`, `a_b`)

@@ -57,7 +57,10 @@ impl Contexts {
 }
 
 thread_local! {
-    static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
+    // Const-initialized: no lazy initialization to check on every callback.
+    static CONTEXTS: RefCell<Contexts> = const {
+        RefCell::new(Contexts { roots: Vec::new(), http: HashMap::with_hasher(BuildHasherDefault::new()) })
+    };
 }
 
 /// Runs `f` on the contexts; `None` when they are borrowed (a callback re-entered).
