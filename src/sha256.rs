@@ -42,6 +42,17 @@ macro_rules! round {
     };
 }
 
+/// W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16], in the 16-word ring: `j` holds W[t-16]
+/// and takes W[t]; `j1`, `j9`, `j14` hold W[t-15], W[t-7], W[t-2].
+macro_rules! schedule {
+    ($w:ident, $j:literal, $j1:literal, $j9:literal, $j14:literal) => {
+        let (w15, w2) = ($w[$j1], $w[$j14]);
+        let s0 = w15.rotate_right(7) ^ w15.rotate_right(18) ^ (w15 >> 3);
+        let s1 = w2.rotate_right(17) ^ w2.rotate_right(19) ^ (w2 >> 10);
+        $w[$j] = $w[$j].wrapping_add(s0).wrapping_add($w[$j9]).wrapping_add(s1);
+    };
+}
+
 /// One compression: `state` absorbs the 64-byte `block`. The rounds run as 4 iterations of 16,
 /// written out with constant indices, so the 16-word message schedule stays in locals (the
 /// compiler keeps an array indexed only by constants in registers) and the working variables
@@ -49,20 +60,33 @@ macro_rules! round {
 /// wasm) at nearly its speed; one round in a loop of 64 keeps the schedule in memory and moves
 /// eight variables per round, and cost 2% more instructions per request with a sticky cookie.
 fn compress(state: &mut [u32; 8], block: &[u8; BLOCK]) {
-    let mut w = [0u32; 16];
-    for (word, bytes) in w.iter_mut().zip(block.chunks_exact(4)) {
-        *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    }
+    let word = |i: usize| u32::from_be_bytes([block[i], block[i + 1], block[i + 2], block[i + 3]]);
+    #[rustfmt::skip]
+    let mut w = [
+        word(0), word(4), word(8), word(12), word(16), word(20), word(24), word(28),
+        word(32), word(36), word(40), word(44), word(48), word(52), word(56), word(60),
+    ];
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
     for (i, k) in K.chunks_exact(16).enumerate() {
         if i > 0 {
-            // The next 16 words of the schedule, each replacing the word 16 before it.
-            for j in 0..16 {
-                let (w15, w2) = (w[(j + 1) & 15], w[(j + 14) & 15]);
-                let s0 = w15.rotate_right(7) ^ w15.rotate_right(18) ^ (w15 >> 3);
-                let s1 = w2.rotate_right(17) ^ w2.rotate_right(19) ^ (w2 >> 10);
-                w[j] = w[j].wrapping_add(s0).wrapping_add(w[(j + 9) & 15]).wrapping_add(s1);
-            }
+            // The next 16 words of the schedule, each replacing the word 16 before it (written
+            // out: a loop would index the array by a variable and keep it in memory).
+            schedule!(w, 0, 1, 9, 14);
+            schedule!(w, 1, 2, 10, 15);
+            schedule!(w, 2, 3, 11, 0);
+            schedule!(w, 3, 4, 12, 1);
+            schedule!(w, 4, 5, 13, 2);
+            schedule!(w, 5, 6, 14, 3);
+            schedule!(w, 6, 7, 15, 4);
+            schedule!(w, 7, 8, 0, 5);
+            schedule!(w, 8, 9, 1, 6);
+            schedule!(w, 9, 10, 2, 7);
+            schedule!(w, 10, 11, 3, 8);
+            schedule!(w, 11, 12, 4, 9);
+            schedule!(w, 12, 13, 5, 10);
+            schedule!(w, 13, 14, 6, 11);
+            schedule!(w, 14, 15, 7, 12);
+            schedule!(w, 15, 0, 8, 13);
         }
         round!(a, b, c, d, e, f, g, h, k[0], w[0]);
         round!(h, a, b, c, d, e, f, g, k[1], w[1]);
