@@ -3,9 +3,9 @@
 //!
 //! In the crate rather than from `sha2` and `hmac` for the module's size: their SHA-256 is fully
 //! unrolled (8 KiB of wasm for one compression function) and their trait layers add as much
-//! again. Here sixteen rounds are written once and run
-//! four times. Checked against both crates, on random inputs of every length around the block
-//! boundaries, and against the FIPS 180-4 and RFC 4231 test vectors (`tests/sha256.rs`).
+//! again. Here sixteen rounds are written once and run four times. Checked against both crates,
+//! on random inputs of every length around the block boundaries, and against the FIPS 180-4 and
+//! RFC 4231 test vectors (`tests/sha256.rs`).
 //!
 //! Nothing here branches on, or indexes memory by, the key or the data, so the time taken depends
 //! only on the lengths. Comparing a MAC is the caller's, in constant time ([`ct_eq`]).
@@ -29,7 +29,7 @@ const H0: [u32; 8] =
 const BLOCK: usize = 64;
 
 /// One round: `d` and `h` take the new values, and the caller renames the eight working
-/// variables instead of moving them (eight rounds per loop iteration, each with its own names).
+/// variables instead of moving them (every eight rounds the names come back round).
 macro_rules! round {
     ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $k:expr, $w:expr) => {
         let s1 = $e.rotate_right(6) ^ $e.rotate_right(11) ^ $e.rotate_right(25);
